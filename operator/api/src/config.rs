@@ -1,0 +1,222 @@
+//! The sidecar's endpoint configuration: one JSON file per endpoint in the config directory.
+//!
+//! The operator renders a `WebhookEndpoint` into this shape (a ConfigMap key named
+//! [`CONFIG_FILE_NAME`]); a person running the sidecar by hand writes the same file. It holds
+//! no secret material: [`EndpointConfig::secret_dir`] points at the mounted Secret, and every
+//! regular file there is one valid signing key (several during a rotation's grace period).
+//!
+//! Values stay as written (durations like `"10s"`, sizes like `"1Mi"`); the sidecar validates
+//! the whole file before it uses any of it and names the field and the fix when it cannot.
+
+use serde::{Deserialize, Serialize};
+
+/// File name of an endpoint's configuration inside its ConfigMap volume.
+pub const CONFIG_FILE_NAME: &str = "endpoint.json";
+/// Default replay tolerance: how far a signed timestamp may be from the sidecar's clock.
+pub const DEFAULT_TOLERANCE: &str = "5m";
+/// Default dedup window: how long a processed delivery ID is remembered.
+pub const DEFAULT_WINDOW: &str = "24h";
+/// Default time the app has to answer a forwarded delivery.
+pub const DEFAULT_UPSTREAM_TIMEOUT: &str = "10s";
+/// Default largest accepted body.
+pub const DEFAULT_MAX_BODY_SIZE: &str = "1Mi";
+
+/// One endpoint served by the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// The `WebhookEndpoint`'s name; appears in logs and metric labels.
+    pub name: String,
+    /// Stable endpoint ID; namespaces this endpoint's keys in the dedup store.
+    pub endpoint_id: String,
+    /// Request path served for this endpoint, e.g. `/webhooks/stripe`.
+    pub path: String,
+    /// How deliveries are signed.
+    pub scheme: Scheme,
+    /// Header names for the `Generic` scheme; refused for other schemes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generic: Option<GenericOptions>,
+    /// Where verified deliveries go.
+    pub upstream: Upstream,
+    /// Directory holding the signing keys, one file each (the mounted Secret).
+    pub secret_dir: String,
+    /// Replay protection.
+    #[serde(default)]
+    pub replay: Replay,
+    /// Where the idempotency (delivery) key comes from; the scheme's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Event types to forward; other types are answered 200 and marked filtered. Empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_types: Vec<String>,
+    /// Largest accepted body, e.g. `1Mi`; larger requests get 413.
+    #[serde(default = "default_max_body_size")]
+    pub max_body_size: String,
+    /// What to do when the dedup store cannot answer in time.
+    #[serde(default)]
+    pub store_unavailable: StoreUnavailable,
+}
+
+/// Signature schemes Hookguard verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scheme {
+    /// Lower-case hex HMAC-SHA256 of the raw body in one header (default `X-Signature`).
+    Generic,
+    /// Standard Webhooks / Svix: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks,
+    /// Stripe: `Stripe-Signature: t=…,v1=…`.
+    Stripe,
+    /// GitHub: `X-Hub-Signature-256: sha256=…`.
+    GitHub,
+    /// Slack: `X-Slack-Signature: v0=…` over `v0:{timestamp}:{body}`.
+    Slack,
+    /// Shopify: `X-Shopify-Hmac-Sha256`, base64 HMAC of the body.
+    Shopify,
+}
+
+impl Scheme {
+    /// Every scheme, in documentation order.
+    pub const ALL: [Scheme; 6] = [
+        Scheme::Generic,
+        Scheme::StandardWebhooks,
+        Scheme::Stripe,
+        Scheme::GitHub,
+        Scheme::Slack,
+        Scheme::Shopify,
+    ];
+
+    /// The name as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Generic => "Generic",
+            Scheme::StandardWebhooks => "StandardWebhooks",
+            Scheme::Stripe => "Stripe",
+            Scheme::GitHub => "GitHub",
+            Scheme::Slack => "Slack",
+            Scheme::Shopify => "Shopify",
+        }
+    }
+
+    /// Whether the scheme signs a delivery ID or a timestamp. Where it signs neither, a
+    /// captured delivery could be replayed under a fresh ID header, so the sidecar also
+    /// deduplicates on the hash of the verified body.
+    pub fn signs_id_or_timestamp(self) -> bool {
+        matches!(self, Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack)
+    }
+}
+
+/// Header names of the `Generic` scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenericOptions {
+    /// Header carrying the lower-case hex signature. Default `X-Signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_header: Option<String>,
+    /// Header carrying the delivery ID. Default `X-Delivery-Id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id_header: Option<String>,
+    /// Header carrying the event type, used by `eventTypes`. No default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type_header: Option<String>,
+}
+
+/// The app container the sidecar forwards to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Upstream {
+    /// The app's port on localhost.
+    pub port: u16,
+    /// Path on the app; default: the request's own path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Time the app has to answer, e.g. `10s`.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout: String,
+}
+
+/// Replay protection settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Replay {
+    /// Largest accepted distance between a signed timestamp and the sidecar's clock.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: String,
+    /// How long a processed delivery is remembered; at least twice the tolerance.
+    #[serde(default = "default_window")]
+    pub window: String,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Replay { tolerance: default_tolerance(), window: default_window() }
+    }
+}
+
+/// Where the idempotency key of a delivery comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum IdempotencyKey {
+    /// A request header, e.g. `X-Delivery-Id`.
+    Header(String),
+    /// A JSON pointer into the body, e.g. `/id`.
+    JsonPointer(String),
+}
+
+/// What the sidecar does when the dedup store is unavailable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreUnavailable {
+    /// Answer 503 with `Retry-After`; the sender retries later. The safe default.
+    #[default]
+    Reject,
+    /// Forward without deduplication and count it in a metric.
+    Allow,
+}
+
+fn default_tolerance() -> String {
+    DEFAULT_TOLERANCE.to_owned()
+}
+fn default_window() -> String {
+    DEFAULT_WINDOW.to_owned()
+}
+fn default_upstream_timeout() -> String {
+    DEFAULT_UPSTREAM_TIMEOUT.to_owned()
+}
+fn default_max_body_size() -> String {
+    DEFAULT_MAX_BODY_SIZE.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_gets_the_documented_defaults() {
+        let config: EndpointConfig = serde_json::from_str(
+            r#"{"name":"n","endpointId":"id","path":"/h","scheme":"Stripe",
+                "upstream":{"port":8080},"secretDir":"/s"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.replay, Replay { tolerance: "5m".into(), window: "24h".into() });
+        assert_eq!(config.upstream.timeout, "10s");
+        assert_eq!(config.max_body_size, "1Mi");
+        assert_eq!(config.store_unavailable, StoreUnavailable::Reject);
+        assert_eq!(config.idempotency_key, None);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let err = serde_json::from_str::<EndpointConfig>(
+            r#"{"name":"n","endpointId":"id","path":"/h","scheme":"Stripe",
+                "upstream":{"port":8080},"secretDir":"/s","maxBodySise":"1Mi"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("maxBodySise"), "{err}");
+    }
+
+    #[test]
+    fn idempotency_key_is_one_of_header_or_pointer() {
+        let key: IdempotencyKey = serde_json::from_str(r#"{"jsonPointer":"/id"}"#).unwrap();
+        assert_eq!(key, IdempotencyKey::JsonPointer("/id".into()));
+        assert!(serde_json::from_str::<IdempotencyKey>(r#"{"header":"a","jsonPointer":"/b"}"#).is_err());
+    }
+}

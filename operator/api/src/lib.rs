@@ -1,0 +1,13 @@
+//! Hookguard's API: the names the operator and the sidecar agree on, and the sidecar's
+//! endpoint configuration file format.
+//!
+//! This crate has no client and does no IO. The operator renders [`config::EndpointConfig`]
+//! into a ConfigMap; the sidecar reads the same type from the mounted file and validates it.
+
+pub mod config;
+pub mod names;
+pub mod units;
+
+pub use config::{
+    EndpointConfig, GenericOptions, IdempotencyKey, Replay, Scheme, StoreUnavailable, Upstream,
+};
