@@ -39,6 +39,9 @@ use crate::net::{free_port, wait_for_tcp};
 /// The Kubernetes release the binaries are built from (keep in step with `build.sh`).
 pub const K8S_VERSION: &str = "v1.35.4";
 
+/// How many times [`ControlPlane::start`] tries when a port was taken under its feet.
+const START_ATTEMPTS: u32 = 3;
+
 /// How long the API server may take to report `/readyz` ok.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -106,26 +109,51 @@ impl ControlPlane {
     pub fn start() -> anyhow::Result<Self> {
         let begun = Instant::now();
         let bin = bin_dir()?;
+        let mut attempt = 1;
+        loop {
+            let mut plane = Self::prepare(bin.clone())?;
+            match plane.boot() {
+                Ok(()) => {
+                    plane.started_in = begun.elapsed();
+                    return Ok(plane);
+                }
+                // A free port can be taken by another process before the component binds
+                // it; start again on new ports (dropping `plane` cleans up this attempt).
+                Err(_) if attempt < START_ATTEMPTS && plane.lost_port_race() => attempt += 1,
+                Err(err) => {
+                    let report = plane.keep_logs();
+                    return Err(
+                        err.context(format!("starting the test control plane failed\n{report}"))
+                    );
+                }
+            }
+        }
+    }
+
+    /// A new folder with its watchdog and certificates, no process started yet.
+    fn prepare(bin: PathBuf) -> anyhow::Result<Self> {
         let dir = make_dir()?;
         let watchdog = process::spawn_watchdog(&dir)?;
-        let pki = certs::write_pki(&dir)?;
-        let mut plane = Self {
+        let plane = Self {
             kubeconfig: dir.join("kubeconfig"),
+            pki: certs::write_pki(&dir)?,
             dir,
             bin,
             server: String::new(),
-            pki,
             components: Mutex::new(Vec::new()),
             watchdog: Mutex::new(watchdog),
             started_in: Duration::ZERO,
             namespaces: AtomicU32::new(0),
         };
-        if let Err(err) = plane.boot() {
-            let report = plane.keep_logs();
-            return Err(err.context(format!("starting the test control plane failed\n{report}")));
-        }
-        plane.started_in = begun.elapsed();
         Ok(plane)
+    }
+
+    /// Whether a component failed because its port was taken.
+    fn lost_port_race(&self) -> bool {
+        self.components().iter().any(|component| {
+            fs::read_to_string(component.log())
+                .is_ok_and(|log| log.contains("address already in use"))
+        })
     }
 
     fn boot(&mut self) -> anyhow::Result<()> {

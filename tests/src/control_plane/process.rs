@@ -74,6 +74,11 @@ impl Component {
         Ok(Self { name, child, log })
     }
 
+    /// The component's log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
     /// Fails when the process has exited (the caller reports the logs).
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
