@@ -6,10 +6,11 @@
 //! when the binary is killed). Making children die with their parent needs
 //! `prctl(PR_SET_PDEATHSIG)`, which is unsafe code (forbidden here). Instead one small `sh`
 //! loop per control plane polls the test process with `kill -0` twice a second; once that
-//! process is gone it kills every pid listed in `<dir>/pids` and removes the folder, unless
-//! a failing test left a `<dir>/keep` marker, in which case it leaves the logs there.
-//! Components and the watchdog run in their own process groups so a Ctrl-C in a terminal
-//! reaches only the test process (or `dev-cluster`), whose exit then triggers the cleanup.
+//! process is gone (or is a zombie not yet reaped) it kills every pid listed in
+//! `<dir>/pids` and removes the folder, unless a failing test left a `<dir>/keep` marker, in
+//! which case it leaves the logs there. Components and the watchdog run in their own process
+//! groups so a Ctrl-C in a terminal reaches only the test process (or `dev-cluster`), whose
+//! exit then triggers the cleanup.
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -28,7 +29,9 @@ pub const KEEP_MARKER: &str = "keep";
 /// The watchdog's script; `$1` is the pid to watch, `$2` the control plane folder.
 const WATCHDOG_SCRIPT: &str = r#"
 parent="$1" dir="$2"
-while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
+while kill -0 "$parent" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' "/proc/$parent/status"; do
+    sleep 0.5
+done
 if [ -f "$dir/pids" ]; then kill -9 $(cat "$dir/pids") 2>/dev/null; fi
 if [ -e "$dir/keep" ]; then
     echo "hookguard control plane: logs kept in $dir" >&2
