@@ -1,1 +1,166 @@
-fn main() {}
+//! Cost of verifying one valid delivery per scheme, at 1 KiB and 64 KiB: `verify` alone, and
+//! `verify` followed by `delivery_id` (which parses the body as JSON for Stripe and Slack).
+//!
+//! Run with `cargo bench -p hookguard-sidecar --bench verify`.
+
+#![allow(
+    clippy::expect_used,
+    reason = "a broken bench setup must stop the run loudly; this is not the request path"
+)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hmac::{Hmac, Mac as _};
+use hookguard_sidecar::verify::{
+    Delivery, GenericHeaders, Scheme, SigningKey, Verifier, VerifierSettings,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sha2::Sha256;
+
+const NOW: i64 = 1_764_000_000;
+const SIZES: [(usize, &str); 2] = [(1024, "1KiB"), (64 * 1024, "64KiB")];
+/// Standard Webhooks keys are base64 in the secret; every other scheme uses the bytes as is.
+const RAW_KEY: &[u8] = b"bench-signing-key-0123456789abcdef";
+
+/// A JSON body of exactly `len` bytes carrying the fields every scheme's defaults read.
+fn body(len: usize) -> Vec<u8> {
+    let head = br#"{"id":"evt_bench_1","event_id":"Ev0001","type":"invoice.paid","pad":""#;
+    let tail = br#""}"#;
+    let mut body = head.to_vec();
+    body.resize(len - tail.len(), b'x');
+    body.extend_from_slice(tail);
+    body
+}
+
+fn mac(parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(RAW_KEY).expect("any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Headers of a validly signed delivery of `body` for `scheme`, signed the sender's way.
+fn signed_headers(scheme: Scheme, body: &[u8]) -> HeaderMap {
+    let ts = NOW.to_string();
+    let pairs: Vec<(&str, String)> = match scheme {
+        Scheme::Generic => vec![
+            ("x-signature", hex::encode(mac(&[body]))),
+            (
+                "x-delivery-id",
+                "6f593534-ea4b-48e3-a8d8-99e7dddd24c1".into(),
+            ),
+        ],
+        Scheme::StandardWebhooks => {
+            let id = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+            let sig = STANDARD.encode(mac(&[id.as_bytes(), b".", ts.as_bytes(), b".", body]));
+            vec![
+                ("webhook-id", id.into()),
+                ("webhook-timestamp", ts.clone()),
+                ("webhook-signature", format!("v1,{sig}")),
+            ]
+        }
+        Scheme::Stripe => {
+            let sig = hex::encode(mac(&[ts.as_bytes(), b".", body]));
+            vec![("stripe-signature", format!("t={ts},v1={sig}"))]
+        }
+        Scheme::GitHub => vec![
+            (
+                "x-hub-signature-256",
+                format!("sha256={}", hex::encode(mac(&[body]))),
+            ),
+            (
+                "x-github-delivery",
+                "a2fb2fce-c799-49c2-a967-09217b17d314".into(),
+            ),
+            ("x-github-event", "push".into()),
+        ],
+        Scheme::Slack => {
+            let sig = hex::encode(mac(&[b"v0:", ts.as_bytes(), b":", body]));
+            vec![
+                ("x-slack-request-timestamp", ts.clone()),
+                ("x-slack-signature", format!("v0={sig}")),
+            ]
+        }
+        Scheme::Shopify => vec![
+            ("x-shopify-hmac-sha256", STANDARD.encode(mac(&[body]))),
+            ("x-shopify-topic", "orders/create".into()),
+            (
+                "x-shopify-webhook-id",
+                "b5f91ffd-58ce-406e-a713-686eab12037b".into(),
+            ),
+        ],
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    for (name, value) in pairs {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(&value).expect("ASCII header value"),
+        );
+    }
+    headers
+}
+
+fn verifier(scheme: Scheme) -> Verifier {
+    let secret = if scheme == Scheme::StandardWebhooks {
+        format!("whsec_{}", STANDARD.encode(RAW_KEY)).into_bytes()
+    } else {
+        RAW_KEY.to_vec()
+    };
+    let key = SigningKey::new(scheme, "bench", &secret).expect("valid bench key");
+    Verifier::new(VerifierSettings {
+        scheme,
+        generic: GenericHeaders::default(),
+        key_source: None,
+        keys: vec![key],
+        tolerance: Duration::from_secs(300),
+    })
+}
+
+fn bench_verify(c: &mut Criterion) {
+    for scheme in Scheme::ALL {
+        let verifier = verifier(scheme);
+        let mut group = c.benchmark_group(scheme.as_str());
+        for (len, label) in SIZES {
+            let body = body(len);
+            let headers = signed_headers(scheme, &body);
+            // A bench of a refusing path would measure the wrong thing.
+            assert!(
+                verifier.verify(&headers, &body, NOW).is_ok(),
+                "{scheme:?} setup"
+            );
+            let delivery = Delivery::new(&headers, &body);
+            assert!(verifier.delivery_id(&delivery).is_ok(), "{scheme:?} id");
+
+            group.throughput(Throughput::Bytes(len as u64));
+            group.bench_function(BenchmarkId::new("verify", label), |b| {
+                b.iter(|| verifier.verify(black_box(&headers), black_box(&body), NOW));
+            });
+            group.bench_function(BenchmarkId::new("verify+delivery_id", label), |b| {
+                b.iter(|| {
+                    let headers = black_box(&headers);
+                    let body = black_box(&body);
+                    verifier.verify(headers, body, NOW)?;
+                    let delivery = Delivery::new(headers, body);
+                    verifier.delivery_id(&delivery).map(|id| id.len())
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    targets = bench_verify
+}
+criterion_main!(benches);

@@ -1,0 +1,184 @@
+//! Parsing shared by the schemes: single-valued headers, unix timestamps, and presented
+//! signatures decoded into a small fixed-size list compared in constant time.
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use subtle::{Choice, ConstantTimeEq as _};
+
+use super::Rejection;
+
+/// Length of an HMAC-SHA256 output.
+pub(super) const MAC_LEN: usize = 32;
+
+/// More presented signatures than this is not a rotation, it is an attempt to multiply our
+/// work; senders send one or two.
+const MAX_CANDIDATES: usize = 8;
+
+/// Standard alphabet; padding optional, because senders and people copying secrets disagree
+/// on it. Trailing bits are allowed so a truncated signature still decodes (to the wrong
+/// length) and is refused as a mismatch, as the official libraries do, not as malformed.
+pub(super) const BASE64_LENIENT_PADDING: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// The value of a header that must appear at most once. A repeated signature, timestamp or ID
+/// header is refused: the sidecar and the app could otherwise read different copies.
+pub(super) fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h HeaderValue>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(malformed(name, "sent more than once"));
+    }
+    Ok(first)
+}
+
+/// Like [`single`], but the header is required.
+pub(super) fn required<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<&'h [u8], Rejection> {
+    single(headers, name)?
+        .map(HeaderValue::as_bytes)
+        .ok_or_else(|| Rejection::MissingHeader(name.clone()))
+}
+
+/// The first of two header names that is present (`primary` wins), with the name used, or a
+/// missing-header rejection naming `primary`.
+pub(super) fn required_either<'h>(
+    headers: &'h HeaderMap,
+    primary: &'static HeaderName,
+    alias: &'static HeaderName,
+) -> Result<(&'static HeaderName, &'h [u8]), Rejection> {
+    if let Some(value) = single(headers, primary)? {
+        return Ok((primary, value.as_bytes()));
+    }
+    if let Some(value) = single(headers, alias)? {
+        return Ok((alias, value.as_bytes()));
+    }
+    Err(Rejection::MissingHeader(primary.clone()))
+}
+
+pub(super) fn malformed(name: &HeaderName, problem: &'static str) -> Rejection {
+    Rejection::MalformedHeader {
+        header: name.clone(),
+        problem,
+    }
+}
+
+/// Parses unix seconds: ASCII digits only (no sign, no spaces, no fraction), no overflow.
+pub(super) fn parse_unix_seconds(value: &[u8]) -> Option<i64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0_i64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(i64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// A presented signature that was well-formed but not as long as a MAC can never match.
+type Presented = Option<[u8; MAC_LEN]>;
+
+/// Decodes lower-case hex. `Err` for anything that is not lower-case hex of even length
+/// (upper case included: the senders' libraries compare the exact lower-case string).
+pub(super) fn decode_lower_hex(value: &[u8]) -> Result<Presented, ()> {
+    fn nibble(b: u8) -> Result<u8, ()> {
+        match b {
+            b'0'..=b'9' => Ok(b - b'0'),
+            b'a'..=b'f' => Ok(b - b'a' + 10),
+            _ => Err(()),
+        }
+    }
+    if value.is_empty() || !value.len().is_multiple_of(2) {
+        return Err(());
+    }
+    let mut out = [0_u8; MAC_LEN];
+    let right_length = value.len() == 2 * MAC_LEN;
+    for (i, pair) in value.chunks_exact(2).enumerate() {
+        let byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        if let Some(slot) = out.get_mut(i) {
+            *slot = byte;
+        }
+    }
+    Ok(right_length.then_some(out))
+}
+
+/// Decodes standard base64. `Err` for an empty value or characters outside the alphabet.
+pub(super) fn decode_base64(value: &[u8]) -> Result<Presented, ()> {
+    if value.is_empty() {
+        return Err(());
+    }
+    // Room for a little more than a MAC, so a longer value is told from a shorter one.
+    let mut buf = [0_u8; MAC_LEN + 16];
+    match BASE64_LENIENT_PADDING.decode_slice(value, &mut buf) {
+        Ok(MAC_LEN) => {
+            let mut out = [0_u8; MAC_LEN];
+            out.copy_from_slice(&buf[..MAC_LEN]);
+            Ok(Some(out))
+        }
+        Ok(_) | Err(base64::DecodeSliceError::OutputSliceTooSmall) => Ok(None),
+        Err(base64::DecodeSliceError::DecodeError(_)) => Err(()),
+    }
+}
+
+/// The presented signatures of one request, decoded, without heap allocation.
+#[derive(Default)]
+pub(super) struct Candidates {
+    sigs: [[u8; MAC_LEN]; MAX_CANDIDATES],
+    len: usize,
+    /// Well-formed entries seen, including those of the wrong length.
+    seen: usize,
+}
+
+impl Candidates {
+    /// The one signature of a scheme that sends exactly one.
+    pub(super) fn one(presented: Presented) -> Self {
+        let mut candidates = Self::default();
+        // Cannot fail: the list is empty and holds more than one.
+        let _ = candidates.push(presented);
+        candidates
+    }
+
+    /// Adds one decoded signature; `Err` when the request presents too many.
+    pub(super) fn push(&mut self, presented: Presented) -> Result<(), ()> {
+        self.seen += 1;
+        if self.seen > MAX_CANDIDATES {
+            return Err(());
+        }
+        if let (Some(sig), Some(slot)) = (presented, self.sigs.get_mut(self.len)) {
+            *slot = sig;
+            self.len += 1;
+        }
+        Ok(())
+    }
+
+    /// No well-formed entry at all (not even one of the wrong length).
+    pub(super) fn none_seen(&self) -> bool {
+        self.seen == 0
+    }
+
+    /// No entry that could match a MAC.
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `mac` equals any candidate. Every candidate is compared, in constant time.
+    pub(super) fn contains(&self, mac: &[u8]) -> bool {
+        let mut found = Choice::from(0);
+        for sig in self.sigs.iter().take(self.len) {
+            found |= sig.as_slice().ct_eq(mac);
+        }
+        found.into()
+    }
+}
