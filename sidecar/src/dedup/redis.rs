@@ -1,0 +1,294 @@
+//! The Redis dedup store, shared by every replica of an endpoint.
+//!
+//! One multiplexed connection ([`ConnectionManager`]) pipelines the commands of concurrent
+//! requests. Claim and release are Lua scripts over all keys of a delivery (sent as `KEYS[]`,
+//! sharing one hash tag, so they are atomic and cluster-correct); commit is a script too, so
+//! every call is one round trip. Scripts go by `EVALSHA`; they are loaded whenever the
+//! connection comes up, and reloaded on demand if Redis lost them anyway.
+//!
+//! The connection is made in the background: a monitor task pings Redis until it answers, and
+//! again whenever a command failed on the connection. While it is down, commands fail at once
+//! with [`StoreError::Unavailable`] instead of each waiting for the deadline, so a Redis outage
+//! costs requests a fast 503, not a slow one.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation};
+use tokio::sync::Notify;
+
+use super::{Claim, ClaimOutcome, DeliveryKeys, StoreError, Token};
+
+/// `KEYS`: the delivery's keys. `ARGV[1]`: `inflight:<token>`, `ARGV[2]`: lease in ms.
+/// Returns 0 when claimed, 1 when some key is done, 2 when some key is held by another claim.
+/// Any value other than `done` counts as held, so an unknown value never lets a copy through.
+const CLAIM_LUA: &str = r"
+local held = false
+for i = 1, #KEYS do
+  local value = redis.call('GET', KEYS[i])
+  if value == 'done' then return 1 end
+  if value then held = true end
+end
+if held then return 2 end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+end
+return 0
+";
+
+/// `KEYS`: the delivery's keys. `ARGV[1]`: the window in ms. Unconditional: the app said 2xx.
+const COMMIT_LUA: &str = r"
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], 'done', 'PX', ARGV[1])
+end
+return #KEYS
+";
+
+/// `KEYS`: the delivery's keys. `ARGV[1]`: `inflight:<token>`. Deletes only this claim's keys.
+const RELEASE_LUA: &str = r"
+local deleted = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    deleted = deleted + 1
+  end
+end
+return deleted
+";
+
+/// Bounds one TCP connect + handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bounds one monitor ping; longer than any sane deadline so it does not misjudge a slow Redis.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a healthy connection is pinged when no command reported trouble.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// Reconnect back-off while Redis is down.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+
+pub(crate) struct RedisStore {
+    shared: Arc<Shared>,
+    wake: Arc<Notify>,
+}
+
+struct Shared {
+    claim: Script,
+    commit: Script,
+    release: Script,
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// Replaced by the monitor when the manager cannot recover on its own (it only reconnects
+    /// after I/O errors, so a failed handshake would otherwise stick).
+    conn: RwLock<ConnectionManager>,
+    connected: AtomicBool,
+}
+
+impl RedisStore {
+    pub(crate) fn new(url: &str) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url).map_err(StoreError::InvalidUrl)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::NoRuntime);
+        }
+        let config = ConnectionManagerConfig::new()
+            // The monitor is the retry loop; a single attempt keeps a failed connect fast.
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            // The Store's deadline bounds every call; a response time-out here would only turn
+            // a late answer into an error that looks like a connection problem.
+            .set_response_timeout(None);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+            .map_err(StoreError::Unavailable)?;
+        let shared = Arc::new(Shared {
+            claim: Script::new(CLAIM_LUA),
+            commit: Script::new(COMMIT_LUA),
+            release: Script::new(RELEASE_LUA),
+            client,
+            config,
+            conn: RwLock::new(conn),
+            connected: AtomicBool::new(false),
+        });
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(monitor(Arc::downgrade(&shared), Arc::clone(&wake)));
+        Ok(RedisStore { shared, wake })
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        keys: DeliveryKeys,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let token = Token::next();
+        let mut invocation = self.shared.claim.prepare_invoke();
+        for key in keys.as_slice() {
+            invocation.key(key);
+        }
+        invocation.arg(token.inflight_value()).arg(millis(lease));
+        match self.invoke::<i64>(&invocation).await? {
+            0 => Ok(ClaimOutcome::Claimed(Claim { keys, token })),
+            1 => Ok(ClaimOutcome::Done),
+            _ => Ok(ClaimOutcome::InFlight),
+        }
+    }
+
+    pub(crate) async fn commit(&self, claim: &Claim, window: Duration) -> Result<(), StoreError> {
+        let mut invocation = self.shared.commit.prepare_invoke();
+        for key in claim.keys.as_slice() {
+            invocation.key(key);
+        }
+        invocation.arg(millis(window));
+        self.invoke::<i64>(&invocation).await.map(drop)
+    }
+
+    pub(crate) async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        let mut invocation = self.shared.release.prepare_invoke();
+        for key in claim.keys.as_slice() {
+            invocation.key(key);
+        }
+        invocation.arg(claim.token.inflight_value());
+        self.invoke::<i64>(&invocation).await.map(drop)
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.connection()?;
+        ::redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|error| self.failed(error))
+    }
+
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.connection()?;
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|error| self.failed(error))
+    }
+
+    /// The live connection, or `Unavailable` at once while the monitor has none.
+    fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        if !self.shared.connected.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(RedisError::from((
+                ErrorKind::Io,
+                "not connected to redis; reconnecting in the background",
+            ))));
+        }
+        Ok(self.shared.manager())
+    }
+
+    /// Turns a command error into `Unavailable`; a connection-level error also marks the store
+    /// down and wakes the monitor, so the following requests fail fast until it reconnects.
+    fn failed(&self, error: RedisError) -> StoreError {
+        if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
+            if self.shared.connected.swap(false, Ordering::AcqRel) {
+                tracing::warn!(%error, "redis connection lost; reconnecting in the background");
+            }
+            self.wake.notify_one();
+        }
+        StoreError::Unavailable(error)
+    }
+}
+
+impl Shared {
+    /// Loads the scripts into a fresh (or restarted) Redis before commands flow, so the first
+    /// claims need no `NOSCRIPT` round trip, and a claim that times out (and may still land)
+    /// is the script itself rather than an `EVALSHA` that fails later and is never retried.
+    async fn load_scripts(&self) {
+        let mut conn = self.manager();
+        for script in [&self.claim, &self.commit, &self.release] {
+            let load = tokio::time::timeout(PROBE_TIMEOUT, script.load_async(&mut conn));
+            match load.await {
+                Ok(Ok(_sha)) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "cannot load a dedup script into redis"),
+                Err(_elapsed) => tracing::warn!("loading a dedup script into redis timed out"),
+            }
+        }
+    }
+
+    fn manager(&self) -> ConnectionManager {
+        self.conn
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Pings until Redis answers, then waits for a command to report trouble (or the health
+/// interval) and pings again. Ends when the store is dropped.
+async fn monitor(shared: Weak<Shared>, wake: Arc<Notify>) {
+    let mut backoff = RETRY_MIN;
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let mut conn = strong.manager();
+        let probe = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            ::redis::cmd("PING").query_async::<()>(&mut conn),
+        )
+        .await;
+        drop(conn);
+        let connected = match probe {
+            Ok(Ok(())) => {
+                if !strong.connected.load(Ordering::Acquire) {
+                    strong.load_scripts().await;
+                    strong.connected.store(true, Ordering::Release);
+                    tracing::info!("redis connected");
+                }
+                true
+            }
+            Ok(Err(error)) => {
+                if strong.connected.swap(false, Ordering::AcqRel) || backoff == RETRY_MIN {
+                    tracing::warn!(%error, "redis unavailable; reconnecting in the background");
+                }
+                if !error.is_io_error() {
+                    // The manager re-connects only after I/O errors; anything else (a failed
+                    // AUTH or SELECT during the handshake) would stick, so start afresh.
+                    match ConnectionManager::new_lazy_with_config(
+                        strong.client.clone(),
+                        strong.config.clone(),
+                    ) {
+                        Ok(fresh) => {
+                            *strong.conn.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot create a redis connection"),
+                    }
+                }
+                false
+            }
+            // A ping that neither answers nor fails says nothing about the connection (a busy
+            // or paused Redis); keep the current verdict and look again soon.
+            Err(_elapsed) => strong.connected.load(Ordering::Acquire),
+        };
+        drop(strong);
+        if connected {
+            backoff = RETRY_MIN;
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            }
+        } else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RETRY_MAX);
+        }
+    }
+}
+
+/// A TTL in whole milliseconds for `PX`, at least 1 (Redis rejects `PX 0`).
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl fmt::Debug for RedisStore {
+    // The client's connection info may hold a password; show only the state.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("connected", &self.shared.connected.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
