@@ -64,7 +64,7 @@ if [ "$need_kube" = 1 ]; then
     say "downloading Go modules for k8s.io/kubernetes $K8S_VERSION (first time: ~1 GB)"
     start=$SECONDS
     (cd "$here/kube" && "$go" mod download)
-    say "modules ready in $((SECONDS - start))s; compiling kube-apiserver and kube-controller-manager (first time: 10+ minutes)"
+    say "modules ready in $((SECONDS - start))s; compiling kube-apiserver and kube-controller-manager (first time: 4-9 minutes on 2 cores)"
     start=$SECONDS
     tmp="$(mktemp -d "$bin/.build.XXXXXX")"
     (cd "$here/kube" && "${build[@]}" -ldflags "$ldflags" -o "$tmp/" \
