@@ -1,9 +1,22 @@
 //! The Hookguard verifier sidecar.
 //!
-//! A request flows through: route by path → method → body read up to the endpoint's limit →
-//! [`verify`] the signature and timestamp on the raw bytes → extract and bound the delivery
-//! ID → event filter → [`dedup`] claim → [`forward`] to the app → commit or release the claim.
-//! [`rescue`] is the one place that turns a rejection into an HTTP answer.
+//! A request flows through [`service`]: route by path → method → body read up to the
+//! endpoint's limit → [`verify`] the signature and timestamp on the raw bytes → extract and
+//! bound the delivery ID → event filter → [`dedup`] claim → [`forward`] to the app → commit
+//! or release the claim. [`rescue`] is the one place that turns an outcome into an answer.
+//! [`config`] is parsed before anything is bound; [`server`] binds and drains; [`reload`]
+//! follows mounted ConfigMaps and Secrets; [`admin`] serves health and [`metrics`].
 
+pub mod admin;
+pub mod config;
 pub mod dedup;
+pub mod forward;
+pub mod metrics;
+pub mod reload;
+pub mod rescue;
+pub mod server;
+pub mod service;
 pub mod verify;
+
+pub use config::{Args, Settings, load_endpoints};
+pub use server::{Running, start};

@@ -8,3 +8,4 @@ pub mod app;
 pub mod control_plane;
 pub mod net;
 pub mod redis;
+pub mod sidecar;

@@ -101,7 +101,10 @@ impl Scheme {
     /// captured delivery could be replayed under a fresh ID header, so the sidecar also
     /// deduplicates on the hash of the verified body.
     pub fn signs_id_or_timestamp(self) -> bool {
-        matches!(self, Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack)
+        matches!(
+            self,
+            Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack
+        )
     }
 }
 
@@ -148,7 +151,10 @@ pub struct Replay {
 
 impl Default for Replay {
     fn default() -> Self {
-        Replay { tolerance: default_tolerance(), window: default_window() }
+        Replay {
+            tolerance: default_tolerance(),
+            window: default_window(),
+        }
     }
 }
 
@@ -196,7 +202,13 @@ mod tests {
                 "upstream":{"port":8080},"secretDir":"/s"}"#,
         )
         .unwrap();
-        assert_eq!(config.replay, Replay { tolerance: "5m".into(), window: "24h".into() });
+        assert_eq!(
+            config.replay,
+            Replay {
+                tolerance: "5m".into(),
+                window: "24h".into()
+            }
+        );
         assert_eq!(config.upstream.timeout, "10s");
         assert_eq!(config.max_body_size, "1Mi");
         assert_eq!(config.store_unavailable, StoreUnavailable::Reject);
@@ -217,6 +229,8 @@ mod tests {
     fn idempotency_key_is_one_of_header_or_pointer() {
         let key: IdempotencyKey = serde_json::from_str(r#"{"jsonPointer":"/id"}"#).unwrap();
         assert_eq!(key, IdempotencyKey::JsonPointer("/id".into()));
-        assert!(serde_json::from_str::<IdempotencyKey>(r#"{"header":"a","jsonPointer":"/b"}"#).is_err());
+        assert!(
+            serde_json::from_str::<IdempotencyKey>(r#"{"header":"a","jsonPointer":"/b"}"#).is_err()
+        );
     }
 }

@@ -9,10 +9,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
     /// The duration is not a sequence of `<number><unit>` pairs.
-    #[error("{0:?} is not a duration: write it like 500ms, 30s, 5m or 1h30m (units ns, us, ms, s, m, h)")]
+    #[error(
+        "{0:?} is not a duration: write it like 500ms, 30s, 5m or 1h30m (units ns, us, ms, s, m, h)"
+    )]
     Duration(String),
     /// The size is not an integer with an optional unit.
-    #[error("{0:?} is not a size: write bytes as an integer with an optional unit, like 65536, 64Ki or 1Mi (units Ki, Mi, Gi, k, M, G)")]
+    #[error(
+        "{0:?} is not a size: write bytes as an integer with an optional unit, like 65536, 64Ki or 1Mi (units Ki, Mi, Gi, k, M, G)"
+    )]
     Size(String),
 }
 
@@ -32,7 +36,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(bad)?;
         let (number, tail) = rest.split_at(number_len);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let nanos_per_unit: f64 = match unit {
             "ns" => 1.0,
@@ -51,7 +57,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         // Truncation is intended: sub-nanosecond fractions do not exist in a Duration.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let nanos = nanos as u64;
-        total = total.checked_add(Duration::from_nanos(nanos)).ok_or_else(bad)?;
+        total = total
+            .checked_add(Duration::from_nanos(nanos))
+            .ok_or_else(bad)?;
         rest = tail;
     }
     Ok(total)
@@ -61,7 +69,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
 pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     let bad = || UnitError::Size(text.to_owned());
     let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
     let number: u64 = number.parse().map_err(|_| bad())?;
     let multiplier: u64 = match unit {
@@ -107,6 +117,9 @@ mod tests {
     #[test]
     fn errors_say_how_to_write_the_value() {
         let message = parse_duration("5 minutes").unwrap_err().to_string();
-        assert!(message.contains("\"5 minutes\"") && message.contains("1h30m"), "{message}");
+        assert!(
+            message.contains("\"5 minutes\"") && message.contains("1h30m"),
+            "{message}"
+        );
     }
 }

@@ -1,0 +1,37 @@
+# One entry point for people and CI. `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+
+.PHONY: help demo test test-deps control-plane cluster lint fmt bench bench-load
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+demo: ## local demo: the sidecar (in-memory store) in front of a demo app; no cluster, no Redis
+	demo/run.sh
+
+test: test-deps control-plane ## every test: unit, vectors, real redis-server, real control plane
+	$(CARGO) test --workspace --locked
+
+test-deps: ## install redis-server from the OS packages when it is missing
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
+
+control-plane: ## build kube-apiserver, etcd, kube-controller-manager (+ helm, kubectl) into the cache, once
+	tests/control-plane/build.sh
+
+cluster: control-plane ## run the test control plane in the foreground for kubectl and helm
+	$(CARGO) run -p hookguard-tests --bin dev-cluster
+
+lint: ## rustfmt and clippy, as CI runs them
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## format everything
+	$(CARGO) fmt --all
+
+bench: ## criterion: signature verification per scheme at 1 KiB and 64 KiB
+	$(CARGO) bench -p hookguard-sidecar --bench verify

@@ -1,0 +1,271 @@
+//! Prometheus metrics, served on the admin port in the text format.
+//!
+//! Per-endpoint handles are resolved once per config load ([`EndpointMetrics`]), so the
+//! request path increments plain atomics and never builds a label set.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::rescue::Outcome;
+
+/// Latency buckets in seconds, from 100 µs to 30 s.
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StoreLabels {
+    operation: StoreOperation,
+    error: &'static str,
+}
+
+/// A store operation, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum StoreOperation {
+    /// Claiming a delivery.
+    claim,
+    /// Recording a delivery as done.
+    commit,
+    /// Releasing a claim after a definite failure.
+    release,
+    /// Readiness ping.
+    ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Every metric of the sidecar.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<EndpointLabels, Histogram>,
+    upstream_duration: Family<EndpointLabels, Histogram>,
+    dedup_skipped: Family<EndpointLabels, Counter>,
+    store_errors: Family<StoreLabels, Counter>,
+    late_answers: Family<ResultLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    config_ok: Gauge,
+    endpoints: Gauge,
+    memory_evictions: Counter,
+    memory_entries: Gauge,
+    memory_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `hookguard` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("hookguard");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Webhook requests by endpoint and outcome",
+            requests.clone(),
+        );
+        let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to answer head, by endpoint",
+            duration.clone(),
+        );
+        let upstream_duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time the app took to answer a forwarded delivery",
+            upstream_duration.clone(),
+        );
+        let dedup_skipped = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "dedup_skipped",
+            "Deliveries forwarded without deduplication because the store was unavailable and the endpoint's policy is Allow",
+            dedup_skipped.clone(),
+        );
+        let store_errors = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "Dedup store commands that failed or passed the deadline",
+            store_errors.clone(),
+        );
+        let late_answers = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "late_answers",
+            "App answers that arrived after the sender got 504, by what was recorded",
+            late_answers.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config and key reloads by result",
+            reloads.clone(),
+        );
+        let config_ok = Gauge::default();
+        registry.register(
+            "config_last_reload_ok",
+            "1 when the last config load succeeded, 0 when the last good config is kept",
+            config_ok.clone(),
+        );
+        let endpoints = Gauge::default();
+        registry.register("endpoints", "Endpoints served", endpoints.clone());
+        let memory_evictions = Counter::default();
+        registry.register(
+            "memory_store_evictions",
+            "Entries the in-memory store evicted to stay within its bound",
+            memory_evictions.clone(),
+        );
+        let memory_entries = Gauge::default();
+        registry.register(
+            "memory_store_entries",
+            "Entries in the in-memory store",
+            memory_entries.clone(),
+        );
+        let memory_bytes = Gauge::default();
+        registry.register(
+            "memory_store_bytes",
+            "Accounted bytes in the in-memory store",
+            memory_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_duration,
+            dedup_skipped,
+            store_errors,
+            late_answers,
+            reloads,
+            config_ok,
+            endpoints,
+            memory_evictions,
+            memory_entries,
+            memory_bytes,
+        }
+    }
+
+    /// Handles for one endpoint (or for requests that matched none, with `endpoint = ""`).
+    pub fn endpoint(&self, name: &str) -> EndpointMetrics {
+        let labels = EndpointLabels {
+            endpoint: name.to_owned(),
+        };
+        EndpointMetrics {
+            outcomes: Outcome::ALL.map(|outcome| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        endpoint: name.to_owned(),
+                        outcome: outcome.label(),
+                    })
+                    .clone()
+            }),
+            duration: self.duration.get_or_create(&labels).clone(),
+            upstream_duration: self.upstream_duration.get_or_create(&labels).clone(),
+            dedup_skipped: self.dedup_skipped.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// Counts a failed store command.
+    pub fn store_error(&self, operation: StoreOperation, error: &'static str) {
+        self.store_errors
+            .get_or_create(&StoreLabels { operation, error })
+            .inc();
+    }
+
+    /// Counts an app answer that came after the sender's 504; `result` is what was recorded.
+    pub fn late_answer(&self, result: &'static str) {
+        self.late_answers
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Records a config load.
+    pub fn reload(&self, ok: bool, endpoints: usize) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: if ok { "success" } else { "failure" },
+            })
+            .inc();
+        self.config_ok.set(i64::from(ok));
+        if ok {
+            self.endpoints
+                .set(i64::try_from(endpoints).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The counter the in-memory store increments on eviction.
+    pub fn memory_evictions(&self) -> Counter {
+        self.memory_evictions.clone()
+    }
+
+    /// Renders the text exposition, refreshing the store gauges first.
+    pub fn encode(&self, memory_usage: Option<(u64, u64)>) -> String {
+        if let Some((entries, bytes)) = memory_usage {
+            self.memory_entries
+                .set(i64::try_from(entries).unwrap_or(i64::MAX));
+            self.memory_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// One endpoint's metric handles, resolved at config load.
+#[derive(Debug, Clone)]
+pub struct EndpointMetrics {
+    outcomes: [Counter; Outcome::ALL.len()],
+    duration: Histogram,
+    upstream_duration: Histogram,
+    dedup_skipped: Counter,
+}
+
+impl EndpointMetrics {
+    /// Counts one answered request.
+    pub fn answered(&self, outcome: Outcome, elapsed: std::time::Duration) {
+        self.outcomes[outcome as usize].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long the app took.
+    pub fn upstream(&self, elapsed: std::time::Duration) {
+        self.upstream_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a delivery forwarded without deduplication.
+    pub fn dedup_skipped(&self) {
+        self.dedup_skipped.inc();
+    }
+}

@@ -1,0 +1,357 @@
+//! The webhook request path: route → method → body → verify → delivery ID → event filter →
+//! claim → [`forward`](crate::forward). Each step either passes the request on or ends it
+//! with an [`Outcome`]; the answer is built in [`rescue`](crate::rescue).
+//!
+//! The endpoint table is an immutable snapshot swapped atomically on reload: a request keeps
+//! the snapshot it started with, so a reload never changes the rules halfway through one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use http::header::CONTENT_LENGTH;
+use http::{Method, Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use tokio_util::task::TaskTracker;
+
+use hookguard_api::StoreUnavailable;
+
+use crate::config::{Endpoint, Endpoints};
+use crate::dedup::{ClaimOutcome, DedupStore, DeliveryKeys, Store};
+use crate::forward::Forwarder;
+use crate::metrics::{EndpointMetrics, Metrics, StoreOperation};
+use crate::rescue::{Outcome, ProxyBody, answer};
+use crate::verify::{Delivery, Rejection};
+
+/// An endpoint with its metric handles.
+#[derive(Debug)]
+pub struct Route {
+    /// The validated endpoint.
+    pub endpoint: Arc<Endpoint>,
+    /// Its metric handles.
+    pub metrics: EndpointMetrics,
+}
+
+/// One configuration snapshot: the routes by path.
+#[derive(Debug)]
+pub struct Routes {
+    by_path: HashMap<String, Route>,
+    unmatched: EndpointMetrics,
+}
+
+impl Routes {
+    fn new(endpoints: &Endpoints, metrics: &Metrics) -> Routes {
+        let by_path = endpoints
+            .iter()
+            .map(|endpoint| {
+                let route = Route {
+                    endpoint: Arc::clone(endpoint),
+                    metrics: metrics.endpoint(&endpoint.name),
+                };
+                (endpoint.path.clone(), route)
+            })
+            .collect();
+        Routes {
+            by_path,
+            unmatched: metrics.endpoint(""),
+        }
+    }
+
+    /// The endpoints of this snapshot.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.by_path.values().map(|route| &route.endpoint)
+    }
+}
+
+/// Process-wide settings of the request path.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Host of the app container.
+    pub upstream_host: String,
+    /// Time a client has to send the body.
+    pub body_read_timeout: Duration,
+}
+
+/// The sidecar's shared state: current routes, the store, the forwarder, metrics.
+#[derive(Debug)]
+pub struct Sidecar {
+    routes: ArcSwap<Routes>,
+    store: Store,
+    forwarder: Forwarder,
+    metrics: Arc<Metrics>,
+    body_read_timeout: Duration,
+    draining: AtomicBool,
+}
+
+impl Sidecar {
+    /// Builds the sidecar around loaded endpoints and a store. `tasks` tracks the background
+    /// work (late app answers) that graceful shutdown waits for.
+    pub fn new(
+        endpoints: &Endpoints,
+        store: Store,
+        metrics: Arc<Metrics>,
+        settings: ServiceSettings,
+        tasks: TaskTracker,
+    ) -> Sidecar {
+        metrics.reload(true, endpoints.len());
+        Sidecar {
+            routes: ArcSwap::from_pointee(Routes::new(endpoints, &metrics)),
+            forwarder: Forwarder::new(
+                settings.upstream_host,
+                store.clone(),
+                Arc::clone(&metrics),
+                tasks,
+            ),
+            store,
+            metrics,
+            body_read_timeout: settings.body_read_timeout,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Swaps in a new endpoint table; requests already running keep the old one.
+    pub fn replace_endpoints(&self, endpoints: &Endpoints) {
+        self.routes
+            .store(Arc::new(Routes::new(endpoints, &self.metrics)));
+        self.metrics.reload(true, endpoints.len());
+    }
+
+    /// The current endpoint table.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.load_full()
+    }
+
+    /// The dedup store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Marks the sidecar as shutting down (`/readyz` answers 503 from now on).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Handles one webhook request from `peer`.
+    pub async fn handle<B>(&self, request: Request<B>, peer: SocketAddr) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let routes = self.routes.load_full();
+        let Some(route) = routes.by_path.get(request.uri().path()) else {
+            let elapsed = started.elapsed();
+            routes.unmatched.answered(Outcome::NotFound, elapsed);
+            tracing::info!(
+                endpoint = "",
+                outcome = Outcome::NotFound.label(),
+                status = 404,
+                latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                "delivery"
+            );
+            return answer(Outcome::NotFound, 0);
+        };
+        let (outcome, delivery_id, response) = self.deliver(route, request, peer).await;
+        let elapsed = started.elapsed();
+        route.metrics.answered(outcome, elapsed);
+        tracing::info!(
+            endpoint = %route.endpoint.name,
+            delivery_id = delivery_id.as_deref().unwrap_or(""),
+            outcome = outcome.label(),
+            status = response.status().as_u16(),
+            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "delivery"
+        );
+        response
+    }
+
+    async fn deliver<B>(
+        &self,
+        route: &Route,
+        request: Request<B>,
+        peer: SocketAddr,
+    ) -> (Outcome, Option<String>, Response<ProxyBody>)
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::fmt::Display,
+    {
+        let endpoint = &route.endpoint;
+        let end = |outcome: Outcome, id: Option<String>| {
+            (outcome, id, answer(outcome, retry_after(endpoint, outcome)))
+        };
+        if request.method() != Method::POST {
+            return end(Outcome::MethodNotAllowed, None);
+        }
+        let (parts, body) = request.into_parts();
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > endpoint.max_body_size) {
+            return end(Outcome::TooLarge, None);
+        }
+        let body = match tokio::time::timeout(
+            self.body_read_timeout,
+            read_body(body, endpoint.max_body_size, declared),
+        )
+        .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(outcome)) => return end(outcome, None),
+            Err(_) => return end(Outcome::BodyTimeout, None),
+        };
+
+        // Nothing touches the store before the signature and timestamp pass.
+        if let Err(rejection) = endpoint.verifier.verify(&parts.headers, &body, now_unix()) {
+            tracing::debug!(endpoint = %endpoint.name, reason = %rejection, "rejected");
+            return end(rejection_outcome(&rejection), None);
+        }
+        let delivery = Delivery::new(&parts.headers, &body);
+        let delivery_id = match endpoint.verifier.delivery_id(&delivery) {
+            Ok(id) => id.into_owned(),
+            Err(rejection) => {
+                tracing::debug!(endpoint = %endpoint.name, reason = %rejection, "rejected");
+                return end(rejection_outcome(&rejection), None);
+            }
+        };
+        if !endpoint.event_types.is_empty() {
+            let subscribed = endpoint
+                .verifier
+                .event_type(&delivery)
+                .is_some_and(|t| endpoint.event_types.iter().any(|s| *s == t));
+            if !subscribed {
+                return end(Outcome::Filtered, Some(delivery_id));
+            }
+        }
+
+        let body_hash: Option<[u8; 32]> =
+            endpoint.dedup_on_body.then(|| Sha256::digest(&body).into());
+        let keys = DeliveryKeys::new(&endpoint.endpoint_id, &delivery_id, body_hash.as_ref());
+        let claim = match self.store.claim(keys, endpoint.lease).await {
+            Ok(ClaimOutcome::Claimed(claim)) => Some(claim),
+            Ok(ClaimOutcome::Done) => return end(Outcome::Duplicate, Some(delivery_id)),
+            Ok(ClaimOutcome::InFlight) => return end(Outcome::InFlight, Some(delivery_id)),
+            Err(error) => {
+                self.metrics
+                    .store_error(StoreOperation::claim, error.metric_label());
+                tracing::warn!(endpoint = %endpoint.name, delivery_id, error = %error, policy = ?endpoint.store_unavailable, "dedup store unavailable");
+                match endpoint.store_unavailable {
+                    StoreUnavailable::Reject => {
+                        return end(Outcome::StoreUnavailable, Some(delivery_id));
+                    }
+                    StoreUnavailable::Allow => {
+                        route.metrics.dedup_skipped();
+                        None
+                    }
+                }
+            }
+        };
+
+        let request = self
+            .forwarder
+            .request(endpoint, parts, body, &delivery_id, peer);
+        let (outcome, response) = match request {
+            Ok(request) => self.forwarder.forward(route, request, claim).await,
+            Err(error) => {
+                // Unreachable with validated config; release so a retry is not blocked.
+                tracing::error!(endpoint = %endpoint.name, error = %error, "cannot build the upstream request");
+                if let Some(claim) = claim {
+                    self.forwarder.release(&claim).await;
+                }
+                (
+                    Outcome::UpstreamUnreachable,
+                    answer(Outcome::UpstreamUnreachable, 0),
+                )
+            }
+        };
+        (outcome, Some(delivery_id), response)
+    }
+}
+
+/// Seconds a sender should wait before retrying after 409 (the copy in flight may take the
+/// whole upstream time-out) or 503.
+fn retry_after(endpoint: &Endpoint, outcome: Outcome) -> u64 {
+    match outcome {
+        Outcome::InFlight => endpoint.upstream_timeout.as_secs().max(1),
+        _ => 5,
+    }
+}
+
+fn rejection_outcome(rejection: &Rejection) -> Outcome {
+    if rejection.status() == http::StatusCode::UNAUTHORIZED {
+        Outcome::Unauthorized
+    } else {
+        Outcome::BadRequest
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit`. A body that arrives in
+/// one frame (the usual case for small deliveries) is kept as it is, without a copy.
+async fn read_body<B>(body: B, limit: u64, declared: Option<u64>) -> Result<Bytes, Outcome>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    let mut length = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            tracing::debug!(%error, "reading the request body failed");
+            Outcome::BodyError
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        length += data.len();
+        if length > limit {
+            return Err(Outcome::TooLarge);
+        }
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(data),
+            (Some(head), None) => {
+                let capacity = declared
+                    .and_then(|d| usize::try_from(d).ok())
+                    .unwrap_or(length)
+                    .clamp(length, limit);
+                let mut buffer = BytesMut::with_capacity(capacity);
+                buffer.extend_from_slice(head);
+                buffer.extend_from_slice(&data);
+                rest = Some(buffer);
+            }
+            (Some(_), Some(buffer)) => buffer.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, rest) {
+        (_, Some(buffer)) => buffer.freeze(),
+        (Some(head), None) => head,
+        (None, None) => Bytes::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
