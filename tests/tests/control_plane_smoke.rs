@@ -287,6 +287,53 @@ async fn cel_rule_rejects_a_bad_object_with_its_message() {
     .await;
 }
 
+/// Creates ConfigMap `owned` controlled by `owner` (an owner reference's apiVersion, kind,
+/// name and uid) and `bystander` without owner, awaits `delete_owner`, and waits until the
+/// garbage collector has deleted `owned`, and only it.
+async fn check_garbage_collection<Fut>(
+    ns: &TestNamespace,
+    owner: serde_json::Value,
+    delete_owner: Fut,
+    timeout: Duration,
+) -> anyhow::Result<()>
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let config_maps: Api<ConfigMap> = ns.api();
+    let mut reference = owner;
+    reference["controller"] = json!(true);
+    reference["blockOwnerDeletion"] = json!(true);
+    let dependent: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "owned", "ownerReferences": [reference] },
+        "data": { "k": "v" },
+    }))?;
+    config_maps
+        .create(&PostParams::default(), &dependent)
+        .await?;
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": "bystander" } }))?,
+        )
+        .await?;
+
+    delete_owner.await?;
+    eventually(
+        "the garbage collector deletes the owned ConfigMap",
+        timeout,
+        || {
+            let config_maps = config_maps.clone();
+            async move { Ok(config_maps.get_opt("owned").await?.is_none()) }
+        },
+    )
+    .await?;
+    ensure!(
+        config_maps.get_opt("bystander").await?.is_some(),
+        "a ConfigMap without owner must stay"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn deleting_an_owner_garbage_collects_its_config_map() {
     with_namespace("smoke-gc", |ns| async move {
@@ -298,43 +345,42 @@ async fn deleting_an_owner_garbage_collects_its_config_map() {
             )
             .await?;
         let uid = owner.metadata.uid.context("owner has no uid")?;
-        let dependent: ConfigMap = serde_json::from_value(json!({
-            "metadata": {
-                "name": "owned",
-                "ownerReferences": [{
-                    "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid,
-                    "controller": true, "blockOwnerDeletion": true,
-                }],
-            },
-            "data": { "k": "v" },
-        }))?;
-        config_maps
-            .create(&PostParams::default(), &dependent)
-            .await?;
-        config_maps
+        let delete = async {
+            config_maps
+                .delete("owner", &DeleteParams::background())
+                .await?;
+            Ok(())
+        };
+        let reference =
+            json!({ "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid });
+        check_garbage_collection(&ns, reference, delete, Duration::from_secs(60)).await
+    })
+    .await;
+}
+
+/// Hookguard's children are owned by its custom resources. kube-controller-manager's garbage
+/// collector starts watching a new CRD's kind only at its next discovery resync (every 30 s),
+/// so this takes up to about 45 s after the CRD appears, and so must a test that relies on it.
+#[tokio::test]
+async fn deleting_a_custom_resource_garbage_collects_its_config_map() {
+    with_namespace("smoke-gc-cr", |ns| async move {
+        ensure_widget_crd(&ns.client).await?;
+        let api = widgets(&ns);
+        let owner = api
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(json!({ "metadata": { "name": "bystander" } }))?,
+                &widget("owner", &json!({ "size": 1 })),
             )
             .await?;
-
-        config_maps
-            .delete("owner", &DeleteParams::background())
-            .await?;
-        eventually(
-            "the garbage collector deletes the owned ConfigMap",
-            Duration::from_secs(90),
-            || {
-                let config_maps = config_maps.clone();
-                async move { Ok(config_maps.get_opt("owned").await?.is_none()) }
-            },
-        )
-        .await?;
-        assert!(
-            config_maps.get_opt("bystander").await?.is_some(),
-            "a ConfigMap without owner must stay"
-        );
-        Ok(())
+        let uid = owner.metadata.uid.context("owner has no uid")?;
+        let delete = async {
+            api.delete("owner", &DeleteParams::background()).await?;
+            Ok(())
+        };
+        let reference = json!({
+            "apiVersion": "smoke.hookguard.dev/v1", "kind": "Widget", "name": "owner", "uid": uid,
+        });
+        check_garbage_collection(&ns, reference, delete, Duration::from_secs(120)).await
     })
     .await;
 }
