@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test test-deps control-plane cluster lint fmt bench bench-load
+.PHONY: help demo test test-deps control-plane cluster lint fmt generate verify bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ cluster: control-plane ## run the test control plane in the foreground for kubec
 lint: ## rustfmt and clippy, as CI runs them
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+generate: ## regenerate the CRD YAML in crds/ from the Rust types
+	$(CARGO) run --quiet -p hookguard-operator -- crd > crds/hookguard.dev_webhookendpoints.yaml
+
+verify: generate ## fail when generated files differ from what is committed
+	git diff --exit-code -- crds/
 
 fmt: ## format everything
 	$(CARGO) fmt --all

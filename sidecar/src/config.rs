@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use hookguard_api::config::{
-    CONFIG_FILE_NAME, EndpointConfig, GenericOptions, IdempotencyKey, Scheme, StoreUnavailable,
+    CONFIG_FILE_NAME, EndpointConfig, GenericOptions, IdempotencyKey, Replay, Scheme,
+    StoreUnavailable,
 };
 use hookguard_api::names::env;
 use hookguard_api::units::{parse_duration, parse_size};
@@ -495,22 +496,7 @@ pub fn validate(file: &Path, raw: EndpointConfig) -> Result<Endpoint, ConfigErro
         ));
     }
 
-    let tolerance = parse_duration(&raw.replay.tolerance)
-        .map_err(|e| field("replay.tolerance", e.to_string()))?;
-    let window =
-        parse_duration(&raw.replay.window).map_err(|e| field("replay.window", e.to_string()))?;
-    if tolerance.is_zero() {
-        return Err(field("replay.tolerance", "must be longer than zero".into()));
-    }
-    if window < tolerance.saturating_mul(2) {
-        return Err(field(
-            "replay.window",
-            format!(
-                "must be at least twice replay.tolerance ({}), or a replayed delivery could outlive its dedup record",
-                raw.replay.tolerance
-            ),
-        ));
-    }
+    let (tolerance, window) = replay_durations(file, &raw.replay)?;
 
     let key_source = key_source(file, raw.idempotency_key)?;
 
@@ -558,6 +544,32 @@ pub fn validate(file: &Path, raw: EndpointConfig) -> Result<Endpoint, ConfigErro
         dedup_on_body: !raw.scheme.signs_id_or_timestamp(),
         secret_dir,
     })
+}
+
+/// The replay tolerance and window, the window at least twice the tolerance.
+fn replay_durations(file: &Path, replay: &Replay) -> Result<(Duration, Duration), ConfigError> {
+    let field = |field: &'static str, problem: String| ConfigError::Field {
+        file: file.to_owned(),
+        field,
+        problem,
+    };
+    let tolerance =
+        parse_duration(&replay.tolerance).map_err(|e| field("replay.tolerance", e.to_string()))?;
+    let window =
+        parse_duration(&replay.window).map_err(|e| field("replay.window", e.to_string()))?;
+    if tolerance.is_zero() {
+        return Err(field("replay.tolerance", "must be longer than zero".into()));
+    }
+    if window < tolerance.saturating_mul(2) {
+        return Err(field(
+            "replay.window",
+            format!(
+                "must be at least twice replay.tolerance ({}), or a replayed delivery could outlive its dedup record",
+                replay.tolerance
+            ),
+        ));
+    }
+    Ok((tolerance, window))
 }
 
 /// The Generic scheme's header names; other schemes refuse the `generic` block.

@@ -59,6 +59,7 @@ pub struct EndpointConfig {
 
 /// Signature schemes Hookguard verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 pub enum Scheme {
     /// Lower-case hex HMAC-SHA256 of the raw body in one header (default `X-Signature`).
     Generic,
@@ -110,6 +111,7 @@ impl Scheme {
 
 /// Header names of the `Generic` scheme.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenericOptions {
     /// Header carrying the lower-case hex signature. Default `X-Signature`.
@@ -170,6 +172,7 @@ pub enum IdempotencyKey {
 
 /// What the sidecar does when the dedup store is unavailable.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 pub enum StoreUnavailable {
     /// Answer 503 with `Retry-After`; the sender retries later. The safe default.
     #[default]

@@ -5,6 +5,8 @@
 //! into a ConfigMap; the sidecar reads the same type from the mounted file and validates it.
 
 pub mod config;
+#[cfg(feature = "crd")]
+pub mod crd;
 pub mod names;
 pub mod units;
 

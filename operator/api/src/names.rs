@@ -14,6 +14,46 @@ pub const ANNOTATION_ENDPOINTS: &str = "hookguard.dev/endpoints";
 /// Endpoint annotation whose new value triggers one key rotation.
 pub const ANNOTATION_ROTATE: &str = "hookguard.dev/rotate";
 
+/// Pod annotation recording what the webhook injected (a digest of the rendered sidecar), so
+/// a second pass through the webhook changes nothing.
+pub const ANNOTATION_INJECTED: &str = "hookguard.dev/injected";
+/// Pod annotations overriding the sidecar's resources.
+pub const ANNOTATION_CPU_REQUEST: &str = "hookguard.dev/sidecar-cpu-request";
+/// See [`ANNOTATION_CPU_REQUEST`].
+pub const ANNOTATION_MEMORY_REQUEST: &str = "hookguard.dev/sidecar-memory-request";
+/// See [`ANNOTATION_CPU_REQUEST`].
+pub const ANNOTATION_CPU_LIMIT: &str = "hookguard.dev/sidecar-cpu-limit";
+/// See [`ANNOTATION_CPU_REQUEST`].
+pub const ANNOTATION_MEMORY_LIMIT: &str = "hookguard.dev/sidecar-memory-limit";
+
+/// The operator's field manager for server-side apply, everywhere it writes.
+pub const FIELD_MANAGER: &str = "hookguard-operator";
+
+/// The sidecar container's name in an injected pod.
+pub const SIDECAR_CONTAINER: &str = "hookguard-sidecar";
+/// The sidecar's webhook port; the app's Service targets it by [`SIDECAR_PORT_NAME`].
+pub const SIDECAR_PORT: u16 = 9880;
+/// Name of the sidecar's webhook port.
+pub const SIDECAR_PORT_NAME: &str = "hookguard";
+/// The sidecar's admin port (`/healthz`, `/readyz`, `/metrics`).
+pub const SIDECAR_ADMIN_PORT: u16 = 9881;
+/// Name of the sidecar's admin port.
+pub const SIDECAR_ADMIN_PORT_NAME: &str = "hookguard-admin";
+/// Where endpoint ConfigMaps are mounted in the sidecar: `<root>/<endpoint>/endpoint.json`.
+pub const SIDECAR_CONFIG_ROOT: &str = "/etc/hookguard/endpoints";
+/// Where signing Secrets are mounted in the sidecar: `<root>/<endpoint>/<key id>`.
+pub const SIDECAR_SECRET_ROOT: &str = "/etc/hookguard/secrets";
+
+/// Name of the signing Secret the operator generates for an endpoint.
+pub fn signing_secret_name(endpoint: &str) -> String {
+    format!("{endpoint}-signing")
+}
+
+/// Name of the sidecar ConfigMap the operator renders for an endpoint.
+pub fn sidecar_config_name(endpoint: &str) -> String {
+    format!("{endpoint}-sidecar")
+}
+
 /// Header the sidecar adds to a forwarded request: the verified delivery ID.
 pub const HEADER_DELIVERY_ID: &str = "x-hookguard-delivery-id";
 /// Header the sidecar adds to a forwarded request: the endpoint's name.

@@ -1,0 +1,7 @@
+//! The Hookguard operator.
+//!
+//! [`controller`] reconciles each `WebhookEndpoint` into its signing Secret and sidecar
+//! ConfigMap (leader only); [`admission`] serves the mutating webhook that injects the sidecar
+//! (every replica), with [`certs`] managing its serving certificate.
+
+pub mod crdgen;
