@@ -2,6 +2,7 @@
 //!
 //! [`controller`] reconciles each `WebhookEndpoint` into its signing Secret and sidecar
 //! ConfigMap (leader only); [`admission`] serves the mutating webhook that injects the sidecar
-//! (every replica), with [`certs`] managing its serving certificate.
+//! (every replica). [`crdgen`] renders the CRD.
 
+pub mod admission;
 pub mod crdgen;
