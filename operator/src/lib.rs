@@ -5,4 +5,5 @@
 //! (every replica). [`crdgen`] renders the CRD.
 
 pub mod admission;
+pub mod certs;
 pub mod crdgen;

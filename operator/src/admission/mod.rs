@@ -1,18 +1,316 @@
-//! The mutating admission webhook that injects the sidecar. (Interface placeholder: the
-//! injection work replaces this module; the operator's `run` already calls [`run`].)
+//! The mutating admission webhook that injects the sidecar, served by every replica.
+//!
+//! [`run`] starts three things: a reflector cache of `WebhookEndpoints` (admissions read it,
+//! never the API), the certificate maintainer ([`crate::certs`]) and the HTTPS server
+//! ([`server`]). A request goes [`handler::Webhook::review`] → [`render::select_endpoints`]
+//! → [`render::render_pod`] → [`render::patch`]; [`manifests`] renders the objects that
+//! route pods here and guard them when the webhook is down.
 
+pub mod handler;
+pub mod manifests;
+pub mod metrics;
+pub mod render;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use hookguard_api::crd::WebhookEndpoint;
+use hookguard_api::units::parse_duration;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
+
+pub use metrics::register_metrics;
+
+use crate::certs::{CertMode, CertResolver, CertSettings};
+use render::{InjectionConfig, SidecarResources};
 
 /// Flags of the admission webhook, flattened into `hookguard-operator run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdmissionArgs {
-    /// Address the admission webhook serves HTTPS on.
+    /// Address the admission webhook serves HTTPS on (path /mutate).
     #[arg(long, env = "HOOKGUARD_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
     pub webhook_listen: String,
+    /// The webhook's Service; the serving certificate names `<service>.<namespace>.svc`.
+    #[arg(
+        long,
+        env = "HOOKGUARD_WEBHOOK_SERVICE",
+        default_value = "hookguard-webhook"
+    )]
+    pub webhook_service: String,
+    /// The operator's namespace: the Service's and the certificate Secret's; never injected.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "hookguard-system")]
+    pub webhook_namespace: String,
+    /// The `MutatingWebhookConfiguration` whose caBundle the operator writes (self cert mode).
+    #[arg(
+        long,
+        env = "HOOKGUARD_WEBHOOK_CONFIG_NAME",
+        default_value = "hookguard"
+    )]
+    pub webhook_config_name: String,
+    /// `self`: the operator's own CA and certificate; `external`: cert-manager's files in --cert-dir.
+    #[arg(long, env = "HOOKGUARD_CERT_MODE", value_enum, default_value = "self")]
+    pub cert_mode: CertMode,
+    /// Directory holding tls.crt and tls.key (external cert mode); re-read when they change.
+    #[arg(
+        long,
+        env = "HOOKGUARD_CERT_DIR",
+        default_value = "/etc/hookguard/webhook-certs"
+    )]
+    pub cert_dir: PathBuf,
+    /// Secret in the operator's namespace holding the CA and serving certificate (self mode).
+    #[arg(
+        long,
+        env = "HOOKGUARD_CERT_SECRET",
+        default_value = "hookguard-webhook-cert"
+    )]
+    pub cert_secret: String,
+    /// Lifetime of the serving certificate; it is renewed at 2/3 of it.
+    #[arg(long, env = "HOOKGUARD_CERT_VALIDITY", default_value = "8760h")]
+    pub cert_validity: String,
+    /// Lifetime of the CA; a successor joins the bundle at 2/3 of it.
+    #[arg(long, env = "HOOKGUARD_CA_VALIDITY", default_value = "87600h")]
+    pub ca_validity: String,
+    /// The sidecar image injected into pods.
+    #[arg(long, env = "HOOKGUARD_SIDECAR_IMAGE", default_value = concat!("ghcr.io/hookguard/hookguard-sidecar:", env!("CARGO_PKG_VERSION")))]
+    pub sidecar_image: String,
+    /// The sidecar's imagePullPolicy.
+    #[arg(
+        long,
+        env = "HOOKGUARD_SIDECAR_IMAGE_PULL_POLICY",
+        default_value = "IfNotPresent"
+    )]
+    pub sidecar_image_pull_policy: String,
+    /// The sidecars' dedup store: `memory` or a redis:// / rediss:// URL without password.
+    #[arg(long, env = "HOOKGUARD_SIDECAR_STORE", default_value = "memory")]
+    pub sidecar_store: String,
+    /// `name/key` of a Secret in each pod's namespace holding the store's password.
+    #[arg(long, env = "HOOKGUARD_SIDECAR_STORE_PASSWORD_SECRET")]
+    pub sidecar_store_password_secret: Option<String>,
+    /// The sidecar's CPU request (empty: none); per pod: hookguard.dev/sidecar-cpu-request.
+    #[arg(long, env = "HOOKGUARD_SIDECAR_CPU_REQUEST", default_value = "10m")]
+    pub sidecar_cpu_request: String,
+    /// The sidecar's memory request; per pod: hookguard.dev/sidecar-memory-request.
+    #[arg(long, env = "HOOKGUARD_SIDECAR_MEMORY_REQUEST", default_value = "16Mi")]
+    pub sidecar_memory_request: String,
+    /// The sidecar's CPU limit (empty: none); per pod: hookguard.dev/sidecar-cpu-limit.
+    #[arg(long, env = "HOOKGUARD_SIDECAR_CPU_LIMIT", default_value = "")]
+    pub sidecar_cpu_limit: String,
+    /// The sidecar's memory limit; per pod: hookguard.dev/sidecar-memory-limit.
+    #[arg(long, env = "HOOKGUARD_SIDECAR_MEMORY_LIMIT", default_value = "64Mi")]
+    pub sidecar_memory_limit: String,
+}
+
+/// Validated admission settings.
+#[derive(Debug, Clone)]
+pub struct AdmissionSettings {
+    /// HTTPS listen address.
+    pub listen: SocketAddr,
+    /// The operator's namespace.
+    pub namespace: String,
+    /// Certificates.
+    pub certs: CertSettings,
+    /// What to inject.
+    pub injection: InjectionConfig,
+}
+
+/// A flag that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--{flag}: {problem}")]
+pub struct SettingsError {
+    /// The flag.
+    pub flag: &'static str,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+impl TryFrom<AdmissionArgs> for AdmissionSettings {
+    type Error = SettingsError;
+
+    fn try_from(args: AdmissionArgs) -> Result<Self, Self::Error> {
+        let bad = |flag, problem: String| SettingsError { flag, problem };
+        let listen = args.webhook_listen.parse().map_err(|_| {
+            bad(
+                "webhook-listen",
+                format!(
+                    "{:?} is not a socket address such as 0.0.0.0:9443",
+                    args.webhook_listen
+                ),
+            )
+        })?;
+        let duration = |flag, value: &str| match parse_duration(value) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(bad(flag, "must be longer than zero".into())),
+            Err(e) => Err(bad(flag, e.to_string())),
+        };
+        let validity = duration("cert-validity", &args.cert_validity)?;
+        let ca_validity = duration("ca-validity", &args.ca_validity)?;
+        let store = args.sidecar_store.clone();
+        if store != "memory" && !store.starts_with("redis://") && !store.starts_with("rediss://") {
+            return Err(bad(
+                "sidecar-store",
+                "expected `memory` or a URL like redis://host:6379/0".into(),
+            ));
+        }
+        let store_password = match &args.sidecar_store_password_secret {
+            None => None,
+            Some(value) if value.is_empty() => None,
+            Some(value) => match value.split_once('/') {
+                Some((name, key)) if !name.is_empty() && !key.is_empty() => {
+                    Some((name.to_owned(), key.to_owned()))
+                }
+                _ => {
+                    return Err(bad(
+                        "sidecar-store-password-secret",
+                        format!("{value:?} is not <secret name>/<key>"),
+                    ));
+                }
+            },
+        };
+        let quantity = |flag, value: &str| {
+            if value.is_empty() {
+                Ok(None)
+            } else if render::is_quantity(value) {
+                Ok(Some(value.to_owned()))
+            } else {
+                Err(bad(
+                    flag,
+                    format!("{value:?} is not a quantity such as 10m or 64Mi"),
+                ))
+            }
+        };
+        let resources = SidecarResources {
+            cpu_request: quantity("sidecar-cpu-request", &args.sidecar_cpu_request)?,
+            memory_request: quantity("sidecar-memory-request", &args.sidecar_memory_request)?,
+            cpu_limit: quantity("sidecar-cpu-limit", &args.sidecar_cpu_limit)?,
+            memory_limit: quantity("sidecar-memory-limit", &args.sidecar_memory_limit)?,
+        };
+        let service = &args.webhook_service;
+        let namespace = &args.webhook_namespace;
+        Ok(AdmissionSettings {
+            listen,
+            namespace: namespace.clone(),
+            certs: CertSettings {
+                mode: args.cert_mode,
+                dir: args.cert_dir,
+                secret: args.cert_secret,
+                namespace: namespace.clone(),
+                dns_names: vec![
+                    format!("{service}.{namespace}.svc"),
+                    format!("{service}.{namespace}.svc.cluster.local"),
+                ],
+                webhook_config: (args.cert_mode == CertMode::SelfManaged
+                    && !args.webhook_config_name.is_empty())
+                .then_some(args.webhook_config_name),
+                validity,
+                ca_validity,
+            },
+            injection: InjectionConfig {
+                image: args.sidecar_image,
+                image_pull_policy: args.sidecar_image_pull_policy,
+                store,
+                store_password,
+                resources,
+            },
+        })
+    }
+}
+
+/// Why the webhook stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    /// The flags are invalid.
+    #[error("invalid admission settings")]
+    Settings(#[from] SettingsError),
+    /// The HTTPS server failed.
+    #[error("serving the admission webhook")]
+    Serve(#[from] server::ServeError),
 }
 
 /// Serves the admission webhook until `shutdown`.
-pub async fn run(_args: AdmissionArgs, _client: kube::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
-    shutdown.cancelled().await;
+pub async fn run(
+    args: AdmissionArgs,
+    client: kube::Client,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = AdmissionSettings::try_from(args).map_err(AdmissionError::from)?;
+    serve(settings, client, shutdown).await?;
+    Ok(())
+}
+
+/// [`run`] with validated settings (tests call this).
+pub async fn serve(
+    settings: AdmissionSettings,
+    client: Client,
+    shutdown: CancellationToken,
+) -> Result<(), AdmissionError> {
+    let listener = server::bind(settings.listen).await?;
+    serve_on(listener, settings, client, shutdown).await
+}
+
+/// [`serve`] on a listener already bound (tests bind port 0 and read the address first).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    settings: AdmissionSettings,
+    client: Client,
+    shutdown: CancellationToken,
+) -> Result<(), AdmissionError> {
+    let metrics = metrics::metrics();
+    let (reader, writer) = reflector::store::<WebhookEndpoint>();
+    let endpoints: Api<WebhookEndpoint> = Api::all(client.clone());
+    let cache = watcher(endpoints, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .for_each(|event| async move {
+            if let Err(error) = event {
+                tracing::warn!(error = %crate::certs::format_chain(&error), "WebhookEndpoint watch failed; retrying");
+            }
+        });
+    let cache_stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = cache => {}
+            () = cache_stop.cancelled() => {}
+        }
+    });
+
+    let resolver = Arc::new(CertResolver::default());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(crate::certs::maintain(
+        settings.certs.clone(),
+        client.clone(),
+        resolver.clone(),
+        metrics.cert_expiry.clone(),
+        ready_tx,
+        shutdown.clone(),
+    ));
+    // Serve only with a certificate; until then the API server's call fails and, with
+    // failurePolicy Ignore, the policy explains the missing sidecar.
+    tokio::select! {
+        _ = ready_rx => {}
+        () = shutdown.cancelled() => return Ok(()),
+    }
+
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: "hookguard-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let webhook = Arc::new(handler::Webhook::new(
+        reader,
+        settings.injection,
+        settings.namespace,
+        Some(recorder),
+        Duration::from_secs(2),
+    ));
+    server::serve(listener, resolver, webhook, shutdown).await?;
     Ok(())
 }

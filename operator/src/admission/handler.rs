@@ -1,0 +1,261 @@
+//! One admission review: parse, decide from the cache, answer. [`admit`] is the pure
+//! decision (unit-tested, and benchmarked); [`Webhook`] adds the cache, the metrics and the
+//! Warning event for a skipped injection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookguard_api::crd::WebhookEndpoint;
+use hookguard_api::names::LABEL_INJECT;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+
+use super::metrics::{ReasonLabel, ResultLabel, metrics};
+use super::render::{self, InjectionConfig, RenderError};
+
+/// What [`admit`] decided.
+#[derive(Debug)]
+pub struct Decision {
+    /// The answer to the API server.
+    pub response: AdmissionResponse,
+    /// `injected`, `unchanged` or `denied`.
+    pub result: &'static str,
+    /// For a denied injection: why, and the message.
+    pub skipped: Option<(&'static str, String)>,
+}
+
+/// Decides one request from `endpoints`, the namespace's `WebhookEndpoints`.
+pub fn admit(
+    request: &AdmissionRequest<Pod>,
+    endpoints: &[&WebhookEndpoint],
+    config: &InjectionConfig,
+) -> Decision {
+    let response = AdmissionResponse::from(request);
+    let unchanged = |response| Decision {
+        response,
+        result: "unchanged",
+        skipped: None,
+    };
+    // The configuration sends only pod CREATEs of opted-in pods; anything else is let
+    // through untouched rather than second-guessed.
+    let Some(pod) = request.object.as_ref() else {
+        return unchanged(response);
+    };
+    let opted_in = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_INJECT))
+        .is_some_and(|v| v == "true");
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    if request.operation != Operation::Create || !opted_in || host_network {
+        return unchanged(response);
+    }
+    let namespace = request.namespace.clone().unwrap_or_default();
+    let rendered = render::select_endpoints(pod, &namespace, endpoints)
+        .and_then(|selected| render::render_pod(pod, &selected, config));
+    let desired = match rendered {
+        Ok(desired) => desired,
+        Err(error) => return denied(response, &error),
+    };
+    let warnings = render::warnings(&desired);
+    let patch = match render::patch(pod, &desired) {
+        Ok(patch) => patch,
+        Err(error) => {
+            return Decision {
+                response: response.deny(format!("hookguard could not build the patch: {error}")),
+                result: "error",
+                skipped: Some(("PatchFailed", error.to_string())),
+            };
+        }
+    };
+    let mut response = response;
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    if patch.0.is_empty() {
+        return unchanged(response);
+    }
+    match response.with_patch(patch) {
+        Ok(response) => Decision {
+            response,
+            result: "injected",
+            skipped: None,
+        },
+        Err(error) => Decision {
+            response: AdmissionResponse::from(request)
+                .deny(format!("hookguard could not encode the patch: {error}")),
+            result: "error",
+            skipped: Some(("PatchFailed", error.to_string())),
+        },
+    }
+}
+
+fn denied(response: AdmissionResponse, error: &RenderError) -> Decision {
+    let message = error.to_string();
+    let mut response = response.deny(&message);
+    error.reason().clone_into(&mut response.result.reason);
+    response.result.code = 403;
+    Decision {
+        response,
+        result: "denied",
+        skipped: Some((error.reason(), message)),
+    }
+}
+
+/// The webhook: the cache, what to inject and how to report.
+pub struct Webhook {
+    endpoints: Store<WebhookEndpoint>,
+    config: InjectionConfig,
+    operator_namespace: String,
+    recorder: Option<Recorder>,
+    cache_wait: Duration,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("config", &self.config)
+            .field("operator_namespace", &self.operator_namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhook {
+    /// A webhook answering from `endpoints`; `recorder` publishes Warning events (none in
+    /// benchmarks); a review waits up to `cache_wait` for the cache's first list.
+    pub fn new(
+        endpoints: Store<WebhookEndpoint>,
+        config: InjectionConfig,
+        operator_namespace: String,
+        recorder: Option<Recorder>,
+        cache_wait: Duration,
+    ) -> Webhook {
+        Webhook {
+            endpoints,
+            config,
+            operator_namespace,
+            recorder,
+            cache_wait,
+        }
+    }
+
+    /// Answers one `AdmissionReview` body with the response review's JSON.
+    pub async fn review(&self, body: &[u8]) -> Vec<u8> {
+        let started = Instant::now();
+        let (response, result) = match parse(body) {
+            Ok(request) => {
+                let decision = self.decide(&request).await;
+                if let Some((reason, message)) = &decision.skipped {
+                    metrics()
+                        .skipped
+                        .get_or_create(&ReasonLabel { reason })
+                        .inc();
+                    tracing::info!(
+                        namespace = request.namespace.as_deref().unwrap_or_default(),
+                        pod = pod_name(&request),
+                        reason,
+                        message = message.as_str(),
+                        "injection denied"
+                    );
+                    if !request.dry_run {
+                        self.publish(&request, reason, message);
+                    }
+                }
+                (decision.response, decision.result)
+            }
+            Err(message) => (AdmissionResponse::invalid(message), "error"),
+        };
+        metrics()
+            .requests
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        metrics().duration.observe(started.elapsed().as_secs_f64());
+        let review: AdmissionReview<DynamicObject> = response.into_review();
+        serde_json::to_vec(&review).unwrap_or_default()
+    }
+
+    async fn decide(&self, request: &AdmissionRequest<Pod>) -> Decision {
+        let namespace = request.namespace.as_deref().unwrap_or_default();
+        // Never inject into the namespaces the configuration excludes, even if a hand-edited
+        // configuration sends them here: the operator must start when its webhook is down.
+        if namespace == "kube-system" || namespace == self.operator_namespace {
+            return Decision {
+                response: AdmissionResponse::from(request),
+                result: "unchanged",
+                skipped: None,
+            };
+        }
+        // Resolves at once after the first list; before it an empty cache would wrongly
+        // report every named endpoint missing.
+        let ready = tokio::time::timeout(self.cache_wait, self.endpoints.wait_until_ready());
+        {
+            if !matches!(ready.await, Ok(Ok(()))) {
+                let message = "the Hookguard operator is starting and has not loaded the WebhookEndpoints yet: create the pod again in a few seconds";
+                return Decision {
+                    response: AdmissionResponse::from(request).deny(message),
+                    result: "denied",
+                    skipped: Some(("CacheNotReady", message.to_owned())),
+                };
+            }
+        }
+        let endpoints: Vec<Arc<WebhookEndpoint>> = self
+            .endpoints
+            .state_filter(|ep| ep.metadata.namespace.as_deref() == Some(namespace));
+        let endpoints: Vec<&WebhookEndpoint> = endpoints.iter().map(AsRef::as_ref).collect();
+        admit(request, &endpoints, &self.config)
+    }
+
+    /// A Warning event on the pod, off the request path.
+    fn publish(&self, request: &AdmissionRequest<Pod>, reason: &str, message: &str) {
+        let Some(recorder) = self.recorder.clone() else {
+            return;
+        };
+        let reference = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: request.namespace.clone(),
+            name: Some(pod_name(request).to_owned()),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.to_owned(),
+            note: Some(message.chars().take(1000).collect()),
+            action: "InjectSidecar".into(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::debug!(%error, "could not publish the skipped-injection event");
+            }
+        });
+    }
+}
+
+/// The pod's name, or its generateName prefix when the API server has not named it yet.
+fn pod_name(request: &AdmissionRequest<Pod>) -> &str {
+    if !request.name.is_empty() {
+        return &request.name;
+    }
+    request
+        .object
+        .as_ref()
+        .and_then(|p| p.metadata.generate_name.as_deref())
+        .unwrap_or("")
+}
+
+fn parse(body: &[u8]) -> Result<AdmissionRequest<Pod>, String> {
+    let review: AdmissionReview<Pod> =
+        serde_json::from_slice(body).map_err(|e| format!("not an AdmissionReview: {e}"))?;
+    review
+        .try_into()
+        .map_err(|e| format!("not an AdmissionReview request: {e}"))
+}
