@@ -1,20 +1,152 @@
-//! `hookguard-operator`: `crd` prints the CRD.
+//! `hookguard-operator`: `crd` prints the CRD; `run` runs the controller (leader only) and
+//! the admission webhook (every replica) until SIGTERM or SIGINT.
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hookguard_operator::admission::{self, AdmissionArgs};
+use hookguard_operator::config::{LogFormat, OperatorConfig, RunArgs};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a configuration that cannot work (`EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "hookguard-operator", version, about = "The Hookguard operator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the WebhookEndpoint CRD as YAML.
+    Crd,
+    /// Run the operator: the reconciler (while leader) and the admission webhook.
+    Run(Box<Run>),
+}
+
+#[derive(Debug, clap::Args)]
+struct Run {
+    #[command(flatten)]
+    operator: RunArgs,
+    #[command(flatten)]
+    admission: AdmissionArgs,
+}
+
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() != Some("crd") {
-        eprintln!("usage: hookguard-operator crd");
-        return ExitCode::from(64);
-    }
-    match hookguard_operator::crdgen::crd_yaml() {
-        Ok(yaml) => {
-            print!("{yaml}");
-            ExitCode::SUCCESS
-        }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(error) => {
-            eprintln!("hookguard-operator: cannot render the CRD: {error}");
-            ExitCode::FAILURE
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Crd => match hookguard_operator::crdgen::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("hookguard-operator: cannot render the CRD: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(run) => {
+            let run = *run;
+            let log_format = run.operator.log_format;
+            let log = run.operator.log.clone();
+            let config = match OperatorConfig::try_from(run.operator) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("hookguard-operator: {error}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            if let Err(error) = init_logs(log_format, &log) {
+                eprintln!("hookguard-operator: --log: {error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            match serve(config, run.admission) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "hookguard-operator failed");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
+}
+
+fn init_logs(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    }
+    .map_err(|error| anyhow::anyhow!(error))
+}
+
+#[tokio::main]
+async fn serve(config: OperatorConfig, admission_args: AdmissionArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the API server (in-cluster or KUBECONFIG)")?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    let admission = tokio::spawn({
+        let client = client.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let result = admission::run(admission_args, client, shutdown.clone()).await;
+            // Without its webhook a replica is not doing its job: stop it all.
+            shutdown.cancel();
+            result
+        }
+    });
+    let operator = hookguard_operator::start(config, client, shutdown.clone()).await;
+    let operator = match operator {
+        Ok(operator) => operator,
+        Err(error) => {
+            shutdown.cancel();
+            let _ = admission.await;
+            return Err(error).context("starting the operator");
+        }
+    };
+    operator.wait().await;
+    admission
+        .await
+        .context("the admission task panicked")?
+        .context("the admission webhook")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
 }

@@ -1,0 +1,117 @@
+//! Step 1 of the reconcile pipeline (IO): reads what the endpoint's reconcile depends on
+//! besides the endpoint itself: its generated Secret (the key ring lives there), its
+//! ConfigMap (the endpoint ID survives a lost status there) and a `secretRef`'s Secret.
+//!
+//! Plain GETs rather than caches: a reconcile needs the material of one Secret, and keeping
+//! every Secret of the cluster in memory to save a request would cost far more.
+
+use hookguard_api::crd::WebhookEndpoint;
+use hookguard_api::names::{sidecar_config_name, signing_secret_name};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, Client};
+
+/// A read failed. Transient: the API server or the network.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Reading a Secret failed.
+    #[error("reading Secret {name}")]
+    GetSecret {
+        /// The Secret.
+        name: String,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
+    /// Reading the ConfigMap failed.
+    #[error("reading ConfigMap {name}")]
+    GetConfigMap {
+        /// The ConfigMap.
+        name: String,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// What a `secretRef` points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Referenced {
+    /// The Secret and key exist (the key is not empty).
+    Present,
+    /// No such Secret.
+    SecretMissing,
+    /// The Secret exists but lacks the key (or it is empty).
+    KeyMissing,
+}
+
+/// The endpoint's surroundings.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    /// The generated signing Secret, if it exists (generated secrets only).
+    pub generated: Option<Secret>,
+    /// The sidecar ConfigMap, if it exists.
+    pub config_map: Option<ConfigMap>,
+    /// A `secretRef`'s state (reference only).
+    pub referenced: Option<Referenced>,
+}
+
+/// Reads the endpoint's Secret(s) and ConfigMap.
+pub async fn fetch(client: &Client, endpoint: &WebhookEndpoint) -> Result<Fetched, FetchError> {
+    let namespace = endpoint.metadata.namespace.as_deref().unwrap_or_default();
+    let name = endpoint.metadata.name.as_deref().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+
+    let get_secret = |secret_name: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get_opt(&secret_name)
+                .await
+                .map_err(|source| FetchError::GetSecret {
+                    name: secret_name,
+                    source,
+                })
+        }
+    };
+    let config_name = sidecar_config_name(name);
+    let config_map =
+        config_maps
+            .get_opt(&config_name)
+            .await
+            .map_err(|source| FetchError::GetConfigMap {
+                name: config_name,
+                source,
+            })?;
+
+    let mut fetched = Fetched {
+        config_map,
+        ..Fetched::default()
+    };
+    match &endpoint.spec.secret.secret_ref {
+        Some(reference) => {
+            let secret = get_secret(reference.name.clone()).await?;
+            fetched.referenced = Some(match secret {
+                None => Referenced::SecretMissing,
+                Some(secret) if has_key(&secret, &reference.key) => Referenced::Present,
+                Some(_) => Referenced::KeyMissing,
+            });
+        }
+        None => fetched.generated = get_secret(signing_secret_name(name)).await?,
+    }
+    Ok(fetched)
+}
+
+fn has_key(secret: &Secret, key: &str) -> bool {
+    let in_data = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .is_some_and(|value| !value.0.is_empty());
+    let in_string_data = secret
+        .string_data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .is_some_and(|value| !value.is_empty());
+    in_data || in_string_data
+}
