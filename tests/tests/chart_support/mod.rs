@@ -46,7 +46,11 @@ pub fn all_ci_values() -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(chart_dir().join("ci"))?
         .filter_map(Result::ok)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".yaml"))
+        .filter(|name| {
+            std::path::Path::new(name)
+                .extension()
+                .is_some_and(|ext| ext == "yaml")
+        })
         .collect();
     names.sort();
     names.iter().map(|name| ci_values(name)).collect()
@@ -151,7 +155,7 @@ pub fn apply(plane: &ControlPlane, manifest: &str) -> anyhow::Result<String> {
 }
 
 /// Stand-ins for the CRDs of the kinds the chart creates from other projects (cert-manager's
-/// Certificate and Issuer, the Prometheus Operator's ServiceMonitor), so the API server can
+/// `Certificate` and `Issuer`, the Prometheus Operator's `ServiceMonitor`), so the API server can
 /// accept those objects. Their schemas accept anything: what is checked here is that the
 /// chart's kinds, API versions and scopes are right; the projects validate their own fields.
 pub const STUB_CRDS: &str = r"
