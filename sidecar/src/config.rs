@@ -19,7 +19,7 @@ use hookguard_api::names::env;
 use hookguard_api::units::{parse_duration, parse_size};
 use http::HeaderName;
 
-use crate::dedup::MemoryLimits;
+use crate::dedup::{MemoryLimits, RedisOptions};
 use crate::verify::{GenericHeaders, KeySource, SigningKey, Verifier, VerifierSettings};
 
 /// Largest `maxBodySize` an endpoint may set: every body is buffered whole before it is
@@ -46,6 +46,12 @@ pub struct Args {
     /// Dedup store: `memory` (one replica only) or a `redis://` / `rediss://` URL.
     #[arg(long, env = env::STORE, default_value = "memory")]
     pub store: String,
+    /// Redis password (`AUTH`); better from a Secret through the environment than in the URL.
+    #[arg(long, env = env::STORE_PASSWORD, hide_env_values = true)]
+    pub store_password: Option<String>,
+    /// PEM file with the CA of the Redis server's certificate, for `rediss://` URLs; unset: the system's roots.
+    #[arg(long, env = env::STORE_CA_FILE)]
+    pub store_ca_file: Option<PathBuf>,
     /// Deadline for one store command; past it the store counts as unavailable.
     #[arg(long, env = env::STORE_TIMEOUT, default_value = "250ms")]
     pub store_timeout: String,
@@ -90,7 +96,7 @@ pub enum StoreSettings {
     /// In this process, bounded; for a single replica and the local demo.
     Memory(MemoryLimits),
     /// A Redis server, shared by replicas.
-    Redis(String),
+    Redis(RedisOptions),
 }
 
 /// Validated process settings.
@@ -173,7 +179,29 @@ impl TryFrom<Args> for Settings {
                 max_bytes,
             })
         } else if args.store.starts_with("redis://") || args.store.starts_with("rediss://") {
-            StoreSettings::Redis(args.store.clone())
+            let ca_pem = match &args.store_ca_file {
+                None => None,
+                Some(path) => Some(std::fs::read(path).map_err(|e| SettingsError {
+                    flag: "store-ca-file",
+                    env: env::STORE_CA_FILE,
+                    problem: format!(
+                        "cannot read {}: {e}; mount the Redis CA certificate there",
+                        path.display()
+                    ),
+                })?),
+            };
+            if ca_pem.is_some() && !args.store.starts_with("rediss://") {
+                return Err(SettingsError {
+                    flag: "store-ca-file",
+                    env: env::STORE_CA_FILE,
+                    problem: "a CA only applies to TLS: use a rediss:// URL in --store".into(),
+                });
+            }
+            StoreSettings::Redis(RedisOptions {
+                url: args.store.clone(),
+                password: args.store_password.clone(),
+                ca_pem,
+            })
         } else {
             return Err(SettingsError {
                 flag: "store",

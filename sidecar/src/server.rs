@@ -79,8 +79,8 @@ pub async fn start(settings: Settings, endpoints: &Endpoints) -> Result<Running,
         StoreSettings::Memory(limits) => {
             Store::memory(*limits, metrics.memory_evictions(), settings.store_timeout)
         }
-        StoreSettings::Redis(url) => {
-            Store::redis(url, settings.store_timeout).map_err(StartError::Store)?
+        StoreSettings::Redis(options) => {
+            Store::redis_with(options, settings.store_timeout).map_err(StartError::Store)?
         }
     };
     let tasks = TaskTracker::new();

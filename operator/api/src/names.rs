@@ -71,6 +71,10 @@ pub mod env {
     pub const CONFIG_DIR: &str = "HOOKGUARD_CONFIG_DIR";
     /// Dedup store: `memory`, or a `redis://` / `rediss://` URL.
     pub const STORE: &str = "HOOKGUARD_STORE";
+    /// Password for the Redis store (`AUTH`), kept out of the URL; set it from a Secret.
+    pub const STORE_PASSWORD: &str = "HOOKGUARD_STORE_PASSWORD";
+    /// PEM file with the CA that signed the Redis server's certificate (`rediss://`).
+    pub const STORE_CA_FILE: &str = "HOOKGUARD_STORE_CA_FILE";
     /// Deadline for one store command.
     pub const STORE_TIMEOUT: &str = "HOOKGUARD_STORE_TIMEOUT";
     /// In-memory store: maximum number of entries.

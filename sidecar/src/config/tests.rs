@@ -188,6 +188,8 @@ fn keys_are_every_visible_file_of_the_secret_dir() {
 #[case(&["--store", "memcached://x"], "--store", "redis://host:6379/0")]
 #[case(&["--store-timeout", "soon"], "--store-timeout", "1h30m")]
 #[case(&["--memory-max-bytes", "12"], "--memory-max-entries", "4Ki")]
+#[case(&["--store", "rediss://r:6380", "--store-ca-file", "/nonexistent/ca.pem"], "--store-ca-file", "mount the Redis CA")]
+#[case(&["--store", "redis://r:6379", "--store-ca-file", "/dev/null"], "--store-ca-file", "rediss://")]
 fn bad_flags_are_refused_with_the_flag_and_env(
     #[case] flags: &[&str],
     #[case] flag: &str,

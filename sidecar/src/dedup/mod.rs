@@ -196,6 +196,30 @@ pub trait DedupStore: Send + Sync {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// How to reach Redis: the URL (`redis://host:port/db`, or `rediss://` for TLS), and the
+/// secrets that should not sit in a URL or an environment listing.
+#[derive(Clone, Default)]
+pub struct RedisOptions {
+    /// `redis://host:port/db` or `rediss://host:port/db`.
+    pub url: String,
+    /// The `AUTH` password, if the server requires one (else any password in the URL).
+    pub password: Option<String>,
+    /// PEM CA certificate(s) that signed the server's certificate, for `rediss://`; `None`
+    /// trusts the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A URL may carry a password (`redis://:secret@host`): never print it.
+        f.debug_struct("RedisOptions")
+            .field("tls", &self.url.starts_with("rediss://"))
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
 /// What the sidecar holds: one of the two stores plus the per-command deadline. Every call is
 /// bounded by the deadline and fails with [`StoreError::Timeout`] past it. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -226,8 +250,19 @@ impl Store {
     /// [`StoreError::Unavailable`] until it comes up, without blocking startup. Must be called
     /// inside a Tokio runtime.
     pub fn redis(url: &str, deadline: Duration) -> Result<Store, StoreError> {
+        Store::redis_with(
+            &RedisOptions {
+                url: url.to_owned(),
+                ..RedisOptions::default()
+            },
+            deadline,
+        )
+    }
+
+    /// [`Store::redis`] with a password and a CA for `rediss://` kept out of the URL.
+    pub fn redis_with(options: &RedisOptions, deadline: Duration) -> Result<Store, StoreError> {
         Ok(Store {
-            backend: Arc::new(Backend::Redis(RedisStore::new(url)?)),
+            backend: Arc::new(Backend::Redis(RedisStore::new(options)?)),
             deadline,
         })
     }

@@ -17,10 +17,13 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation};
+use ::redis::{
+    Client, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, Script, ScriptInvocation,
+    TlsCertificates,
+};
 use tokio::sync::Notify;
 
-use super::{Claim, ClaimOutcome, DeliveryKeys, StoreError, Token};
+use super::{Claim, ClaimOutcome, DeliveryKeys, RedisOptions, StoreError, Token};
 
 /// `KEYS`: the delivery's keys. `ARGV[1]`: `inflight:<token>`, `ARGV[2]`: lease in ms.
 /// Returns 0 when claimed, 1 when some key is done, 2 when some key is held by another claim.
@@ -87,8 +90,27 @@ struct Shared {
 }
 
 impl RedisStore {
-    pub(crate) fn new(url: &str) -> Result<RedisStore, StoreError> {
-        let client = Client::open(url).map_err(StoreError::InvalidUrl)?;
+    pub(crate) fn new(options: &RedisOptions) -> Result<RedisStore, StoreError> {
+        let mut info = options
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(StoreError::InvalidUrl)?;
+        if let Some(password) = &options.password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        let client = match &options.ca_pem {
+            Some(pem) => Client::build_with_tls(
+                info,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => Client::open(info),
+        }
+        .map_err(StoreError::InvalidUrl)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::NoRuntime);
         }

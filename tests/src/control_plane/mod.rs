@@ -31,7 +31,7 @@ use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
-pub use certs::PkiFiles;
+pub use certs::{PkiFiles, write_pki};
 use process::Component;
 
 use crate::net::{free_port, wait_for_tcp};
