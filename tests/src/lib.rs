@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod control_plane;
+pub mod injection;
 pub mod net;
 pub mod redis;
 pub mod sidecar;

@@ -537,6 +537,12 @@ pub fn render_pod(
     let resources = resources(pod, &config.resources)?;
     let (sidecar, new_volumes) = build_sidecar(endpoints, config, resources);
     let digest = digest(&sidecar, &new_volumes);
+    if already_injected(pod, &digest, &new_volumes) {
+        // The API server defaults what a webhook adds (probe scheme, terminationMessagePath,
+        // volume modes…) before a reinvocation or a second webhook sees it; re-rendering would
+        // strip those defaults, so an injection recorded with the same digest is kept as is.
+        return Ok(pod.clone());
+    }
     let mut desired = pod.clone();
     desired
         .metadata
@@ -553,6 +559,30 @@ pub fn render_pod(
     volumes.extend(new_volumes);
     spec.volumes = Some(volumes);
     Ok(desired)
+}
+
+/// Whether `pod` already carries this exact injection: the recorded digest, the sidecar
+/// first among the init containers, and every volume.
+fn already_injected(pod: &Pod, digest: &str, volumes: &[Volume]) -> bool {
+    let recorded = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_INJECTED));
+    let Some(spec) = &pod.spec else {
+        return false;
+    };
+    let sidecar_first = spec
+        .init_containers
+        .as_ref()
+        .and_then(|c| c.first())
+        .is_some_and(|c| c.name == SIDECAR_CONTAINER);
+    let present = spec.volumes.as_deref().unwrap_or_default();
+    recorded.is_some_and(|r| r == digest)
+        && sidecar_first
+        && volumes
+            .iter()
+            .all(|v| present.iter().any(|p| p.name == v.name))
 }
 
 /// Softer problems worth a warning on an admitted pod.

@@ -43,7 +43,7 @@ pub enum IssueError {
 }
 
 /// Backdating, so a verifier whose clock is a little behind accepts a fresh certificate.
-const BACKDATE: Duration = Duration::from_secs(60);
+pub(crate) const BACKDATE: Duration = Duration::from_secs(60);
 
 /// A new self-signed CA valid for `validity` from `now`; its common name carries the issue
 /// time so a successor CA never shares its subject.

@@ -216,12 +216,15 @@ async fn refresh(
         state.cert_pem.clone_from(&pair.cert_pem);
         tracing::info!("webhook serving certificate loaded");
     }
-    let (not_before, not_after) = validity(&pair.cert_pem)?;
+    let (_, not_after) = validity(&pair.cert_pem)?;
     expiry.set(unix_seconds(not_after));
     // Re-read often enough to renew at 2/3 of the lifetime and to pick up another replica's
-    // renewal well before the old certificate expires; at most every 30 s in production.
-    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
-    Ok((lifetime / 12).clamp(Duration::from_millis(200), Duration::from_secs(30)))
+    // renewal (or cert-manager's) well before the old certificate expires; at most every
+    // 30 s in production.
+    let remaining = not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Ok((remaining / 8).clamp(Duration::from_millis(200), Duration::from_secs(30)))
 }
 
 /// External mode: the mounted files.
@@ -294,13 +297,15 @@ fn secret_object(
     }
 }
 
-/// Whether a certificate is past 2/3 of its lifetime (or unreadable) at `now`.
+/// Whether a certificate we issued is past 2/3 of its lifetime (or unreadable) at `now`.
+/// The lifetime is counted from issuance, not from the backdated `notBefore`.
 fn due(pem: &[u8], now: SystemTime) -> bool {
     let Ok((not_before, not_after)) = validity(pem) else {
         return true;
     };
-    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
-    now >= not_before + lifetime * 2 / 3
+    let issued = not_before + issue::BACKDATE;
+    let lifetime = not_after.duration_since(issued).unwrap_or_default();
+    now >= issued + lifetime * 2 / 3
 }
 
 /// Self mode: makes sure the Secret holds a current CA and serving certificate; returns the

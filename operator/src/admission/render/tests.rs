@@ -148,6 +148,16 @@ fn rendering_twice_changes_nothing() {
     let twice = render_pod(&once, &selected, &config()).unwrap();
     assert_eq!(once, twice);
     assert!(patch(&once, &twice).unwrap().0.is_empty());
+    // The API server defaults the added fields before a reinvocation sees them.
+    let mut defaulted = serde_json::to_value(&once).unwrap();
+    defaulted["spec"]["initContainers"][0]["terminationMessagePath"] =
+        json!("/dev/termination-log");
+    defaulted["spec"]["initContainers"][0]["readinessProbe"]["timeoutSeconds"] = json!(1);
+    defaulted["spec"]["volumes"][1]["configMap"]["defaultMode"] = json!(420);
+    let defaulted: Pod = serde_json::from_value(defaulted).unwrap();
+    let reinvoked = admit(&request(&defaulted), &[&a], &config());
+    assert_eq!(reinvoked.result, "unchanged");
+    assert!(reinvoked.response.patch.is_none());
     let again = admit(&request(&once), &[&a], &config());
     assert_eq!(again.result, "unchanged");
     assert!(again.response.patch.is_none());
