@@ -226,6 +226,8 @@ pub struct TestWebhookOptions {
     pub also_namespaces: Vec<String>,
     /// The sidecar's store.
     pub store: String,
+    /// A Secret (`name`, `key`) in the pod's namespace with the store's password.
+    pub store_password: Option<(String, String)>,
 }
 
 impl Default for TestWebhookOptions {
@@ -235,6 +237,7 @@ impl Default for TestWebhookOptions {
             twice: false,
             also_namespaces: Vec::new(),
             store: "memory".into(),
+            store_password: None,
         }
     }
 }
@@ -306,7 +309,10 @@ impl TestWebhook {
                 validity: options.cert_validity,
                 ca_validity: Duration::from_secs(24 * 3600),
             },
-            injection: injection_config(&options.store),
+            injection: InjectionConfig {
+                store_password: options.store_password.clone(),
+                ..injection_config(&options.store)
+            },
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn({

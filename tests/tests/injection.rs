@@ -25,6 +25,7 @@ use hookguard_tests::injection::{
     TestWebhook, TestWebhookOptions, create_endpoint, dry_run, ensure_crd, eventually,
     injection_config, materialize_mounts, pod, remap_endpoint_files, sidecar_of,
 };
+use hookguard_tests::redis::RedisServer;
 use hookguard_tests::sidecar::sign_hex;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client as HttpClient;
@@ -42,6 +43,7 @@ use kube::{Api, Resource as _};
 use serde_json::json;
 
 const SECRET: &str = "whsec-test-secret";
+const REDIS_PASSWORD: &str = "redis-test-password";
 
 fn labelled() -> [(&'static str, &'static str); 2] {
     [(LABEL_INJECT, "true"), ("app", "pay")]
@@ -430,18 +432,41 @@ async fn a_deployments_pods_get_the_same_sidecar() {
 }
 
 /// The sidecar's flags from the injected container's environment, as the binary reads them:
-/// `HOOKGUARD_CONFIG_DIR` → `--config-dir`. Paths are remapped under `root` (where the
-/// mounts were laid out) and the listen addresses moved to free loopback ports (the pod's
-/// own network namespace would have them free); nothing else is rewritten.
-fn sidecar_argv(container: &Container, root: &std::path::Path) -> anyhow::Result<Vec<String>> {
+/// `HOOKGUARD_CONFIG_DIR` → `--config-dir`, a `secretKeyRef` resolved from the real Secret as
+/// the kubelet would. Paths are remapped under `root` (where the mounts were laid out) and
+/// the listen addresses moved to free loopback ports (the pod's own network namespace would
+/// have them free); nothing else is rewritten.
+async fn sidecar_argv(
+    ns: &TestNamespace,
+    container: &Container,
+    root: &std::path::Path,
+) -> anyhow::Result<Vec<String>> {
     let mut argv = vec!["hookguard-sidecar".to_owned()];
     for var in container.env.iter().flatten() {
-        ensure!(
-            var.value_from.is_none(),
-            "{} comes from a reference; the test sets no store password",
-            var.name
-        );
-        let value = var.value.clone().context("env without value")?;
+        let value = match (&var.value, &var.value_from) {
+            (Some(value), None) => value.clone(),
+            (None, Some(source)) => {
+                let selector = source
+                    .secret_key_ref
+                    .as_ref()
+                    .context("only secretKeyRef is used")?;
+                let secret = ns
+                    .api::<k8s_openapi::api::core::v1::Secret>()
+                    .get(&selector.name)
+                    .await?;
+                let bytes = secret
+                    .data
+                    .and_then(|d| d.get(&selector.key).cloned())
+                    .with_context(|| {
+                        format!("Secret {} has no key {}", selector.name, selector.key)
+                    })?;
+                String::from_utf8(bytes.0)?
+            }
+            _ => bail!(
+                "env {} has neither or both of value and valueFrom",
+                var.name
+            ),
+        };
         let flag = var
             .name
             .strip_prefix("HOOKGUARD_")
@@ -462,13 +487,103 @@ fn sidecar_argv(container: &Container, root: &std::path::Path) -> anyhow::Result
     Ok(argv)
 }
 
+/// Runs the injected `sidecar` of `created` as the kubelet would: its mounts laid out from the
+/// real Secret and ConfigMap, its environment as flags; waits until its startup probe passes
+/// and checks its liveness probe. Returns it with the folder holding its files.
+async fn run_injected_sidecar(
+    ns: &TestNamespace,
+    created: &Pod,
+    sidecar: &Container,
+) -> anyhow::Result<(hookguard_sidecar::Running, tempfile::TempDir)> {
+    let root = tempfile::tempdir()?;
+    materialize_mounts(ns, created, sidecar, root.path()).await?;
+    let config_dir = root
+        .path()
+        .join(SIDECAR_CONFIG_ROOT.trim_start_matches('/'));
+    remap_endpoint_files(&config_dir, root.path())?;
+    let argv = sidecar_argv(ns, sidecar, root.path()).await?;
+    ensure!(
+        !argv
+            .iter()
+            .any(|a| a.contains(REDIS_PASSWORD) && a.starts_with("redis://")),
+        "the password stays out of the URL"
+    );
+    let settings =
+        hookguard_sidecar::Settings::try_from(hookguard_sidecar::Args::try_parse_from(&argv)?)?;
+    let endpoints = hookguard_sidecar::load_endpoints(&settings.config_dir)?;
+    let running = hookguard_sidecar::start(settings, &endpoints).await?;
+
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .request(hyper::Request::get(path).body(Full::new(Bytes::new()))?)
+                .await?;
+            Ok::<_, anyhow::Error>(response.status().as_u16())
+        }
+    };
+    // The kubelet's probes, on the paths the container declares.
+    let startup = sidecar
+        .startup_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .context("probe")?;
+    let admin = running.admin_addr;
+    let ready_path = format!("http://{admin}{}", startup.path.as_deref().unwrap_or("/"));
+    eventually("the startup probe passes", Duration::from_secs(10), || {
+        let probe = get(ready_path.clone());
+        async move { Ok(probe.await? == 200) }
+    })
+    .await?;
+    let live = sidecar
+        .liveness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .context("probe")?;
+    assert_eq!(
+        get(format!(
+            "http://{admin}{}",
+            live.path.as_deref().unwrap_or("/")
+        ))
+        .await?,
+        200
+    );
+
+    Ok((running, root))
+}
+
 #[tokio::test]
 async fn the_injected_sidecar_verifies_and_deduplicates_a_delivery() {
     with_namespace("inj-e2e", |ns| async move {
         ensure_crd(&ns.client).await?;
         let app = TestApp::ok().await?;
         create_endpoint(&ns, "pay", app.port(), SECRET, None, true).await?;
-        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
+        // A Redis with a password, which the sidecar gets from a Secret of the pod's
+        // namespace through its environment.
+        let redis = RedisServer::start()?;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(REDIS_PASSWORD)
+            .query::<()>(&mut redis.connect()?)?;
+        ns.api::<k8s_openapi::api::core::v1::Secret>()
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "redis"}, "stringData": {"password": REDIS_PASSWORD},
+                }))?,
+            )
+            .await?;
+        let webhook = TestWebhook::start(
+            &ns,
+            TestWebhookOptions {
+                store: redis.url(),
+                store_password: Some(("redis".into(), "password".into())),
+                ..TestWebhookOptions::default()
+            },
+        )
+        .await?;
         webhook.wait_reachable(&ns, "pay").await?;
         let created = ns
             .api::<Pod>()
@@ -481,55 +596,8 @@ async fn the_injected_sidecar_verifies_and_deduplicates_a_delivery() {
         // Everything is in the environment; the image's entrypoint is the binary.
         assert!(sidecar.command.is_none() && sidecar.args.is_none());
 
-        let root = tempfile::tempdir()?;
-        materialize_mounts(&ns, &created, &sidecar, root.path()).await?;
-        let config_dir = root
-            .path()
-            .join(SIDECAR_CONFIG_ROOT.trim_start_matches('/'));
-        remap_endpoint_files(&config_dir, root.path())?;
-        let argv = sidecar_argv(&sidecar, root.path())?;
-        let settings =
-            hookguard_sidecar::Settings::try_from(hookguard_sidecar::Args::try_parse_from(&argv)?)?;
-        let endpoints = hookguard_sidecar::load_endpoints(&settings.config_dir)?;
-        let running = hookguard_sidecar::start(settings, &endpoints).await?;
-
+        let (running, _root) = run_injected_sidecar(&ns, &created, &sidecar).await?;
         let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let get = |path: String| {
-            let client = client.clone();
-            async move {
-                let response = client
-                    .request(hyper::Request::get(path).body(Full::new(Bytes::new()))?)
-                    .await?;
-                Ok::<_, anyhow::Error>(response.status().as_u16())
-            }
-        };
-        // The kubelet's probes, on the paths the container declares.
-        let startup = sidecar
-            .startup_probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .context("probe")?;
-        let admin = running.admin_addr;
-        let ready_path = format!("http://{admin}{}", startup.path.as_deref().unwrap_or("/"));
-        eventually("the startup probe passes", Duration::from_secs(10), || {
-            let probe = get(ready_path.clone());
-            async move { Ok(probe.await? == 200) }
-        })
-        .await?;
-        let live = sidecar
-            .liveness_probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .context("probe")?;
-        assert_eq!(
-            get(format!(
-                "http://{admin}{}",
-                live.path.as_deref().unwrap_or("/")
-            ))
-            .await?,
-            200
-        );
-
         let body = r#"{"id":"evt_1","type":"invoice.paid"}"#;
         let deliver = |signature: String| {
             let client = client.clone();
@@ -560,6 +628,14 @@ async fn the_injected_sidecar_verifies_and_deduplicates_a_delivery() {
         assert_eq!(duplicate.0, 200, "{duplicate:?}");
         assert_eq!(duplicate.1.as_deref(), Some("duplicate"), "{duplicate:?}");
         assert_eq!(app.arrivals("d1"), 1, "the duplicate never reaches the app");
+        // The delivery was recorded in Redis, through the password from the Secret.
+        let mut authed = redis::Client::open(format!(
+            "redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0",
+            redis.port()
+        ))?
+        .get_connection()?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut authed)?;
+        ensure!(!keys.is_empty(), "no dedup record in Redis");
         running.shutdown();
         running.wait().await;
         webhook.unregister().await;

@@ -26,9 +26,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt as _};
 use sha2::{Digest as _, Sha256};
 
-/// Environment variable the password of the sidecar's store is injected as (from a Secret),
-/// and spliced into the store URL by the kubelet's `$(VAR)` expansion.
-pub const ENV_STORE_PASSWORD: &str = "HOOKGUARD_STORE_PASSWORD";
 /// Prefix of every volume the webhook injects; a re-render removes them by it.
 const VOLUME_PREFIX: &str = "hg-";
 /// The user the sidecar runs as (the distroless `nonroot` user).
@@ -346,40 +343,31 @@ fn volume_name(kind: &str, endpoint: &str) -> String {
     format!("{VOLUME_PREFIX}{kind}-{short}")
 }
 
-/// The store settings as environment variables: the URL, and with a password Secret, the
-/// password first (the kubelet expands `$(VAR)` only from variables defined earlier).
+/// The store settings as environment variables; a password comes from its Secret through
+/// the environment, never in the URL (which appears in the pod spec).
 fn store_env(config: &InjectionConfig) -> Vec<EnvVar> {
-    let plain = |name: &str, value: String| EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
+    let mut vars = vec![EnvVar {
+        name: env::STORE.to_owned(),
+        value: Some(config.store.clone()),
         value_from: None,
-    };
-    match &config.store_password {
-        Some((secret, key)) if config.store != "memory" => {
-            let url = match config.store.split_once("://") {
-                Some((scheme, rest)) => {
-                    format!("{scheme}://:$({ENV_STORE_PASSWORD})@{rest}")
-                }
-                None => config.store.clone(),
-            };
-            vec![
-                EnvVar {
-                    name: ENV_STORE_PASSWORD.to_owned(),
-                    value: None,
-                    value_from: Some(EnvVarSource {
-                        secret_key_ref: Some(SecretKeySelector {
-                            name: secret.clone(),
-                            key: key.clone(),
-                            optional: Some(false),
-                        }),
-                        ..EnvVarSource::default()
-                    }),
-                },
-                plain(env::STORE, url),
-            ]
-        }
-        _ => vec![plain(env::STORE, config.store.clone())],
+    }];
+    if let Some((secret, key)) = &config.store_password
+        && config.store != "memory"
+    {
+        vars.push(EnvVar {
+            name: env::STORE_PASSWORD.to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.clone(),
+                    key: key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+        });
     }
+    vars
 }
 
 /// An HTTP probe on the sidecar's admin port.

@@ -118,21 +118,19 @@ fn injects_a_native_sidecar_first_with_volumes_and_a_locked_down_context() {
     );
     assert!(sidecar.startup_probe.is_some() && sidecar.readiness_probe.is_some());
     let env = sidecar.env.as_ref().unwrap();
-    let password = env
-        .iter()
-        .position(|e| e.name == ENV_STORE_PASSWORD)
-        .unwrap();
-    let store = env
-        .iter()
-        .position(|e| e.name == "HOOKGUARD_STORE")
-        .unwrap();
-    assert!(
-        password < store,
-        "the password must be defined before it is referenced"
-    );
+    let value = |name: &str| env.iter().find(|e| e.name == name).cloned().unwrap();
     assert_eq!(
-        env[store].value.as_deref(),
-        Some("redis://:$(HOOKGUARD_STORE_PASSWORD)@redis:6379/0")
+        value("HOOKGUARD_STORE").value.as_deref(),
+        Some("redis://redis:6379/0")
+    );
+    let password = value("HOOKGUARD_STORE_PASSWORD")
+        .value_from
+        .unwrap()
+        .secret_key_ref
+        .unwrap();
+    assert_eq!(
+        (password.name.as_str(), password.key.as_str()),
+        ("redis", "password")
     );
     assert!(out.metadata.annotations.as_ref().unwrap()[ANNOTATION_INJECTED].starts_with("sha256:"));
 }
