@@ -46,6 +46,10 @@ pub struct Args {
     /// Dedup store: `memory` (one replica only) or a `redis://` / `rediss://` URL.
     #[arg(long, env = env::STORE, default_value = "memory")]
     pub store: String,
+    /// `standalone`, or `cluster` for a Redis Cluster (then --store may list several seed
+    /// nodes, comma-separated: redis://a:6379,redis://b:6379).
+    #[arg(long, env = env::STORE_MODE, value_enum, default_value_t = StoreMode::Standalone)]
+    pub store_mode: StoreMode,
     /// Redis password (`AUTH`); better from a Secret through the environment than in the URL.
     #[arg(long, env = env::STORE_PASSWORD, hide_env_values = true)]
     pub store_password: Option<String>,
@@ -88,6 +92,15 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// How the Redis store is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreMode {
+    /// One server, or a proxy in front of several.
+    Standalone,
+    /// A Redis Cluster.
+    Cluster,
 }
 
 /// Where processed deliveries are remembered.
@@ -160,7 +173,39 @@ impl TryFrom<Args> for Settings {
             }
             Ok(parsed)
         };
-        let store = if args.store == "memory" {
+        let store = store_settings(&args)?;
+        Ok(Settings {
+            listen: addr("listen", env::LISTEN, &args.listen)?,
+            admin_listen: addr("admin-listen", env::ADMIN_LISTEN, &args.admin_listen)?,
+            config_dir: args.config_dir,
+            store,
+            store_timeout: duration("store-timeout", env::STORE_TIMEOUT, &args.store_timeout)?,
+            upstream_host: args.upstream_host,
+            header_read_timeout: duration(
+                "header-read-timeout",
+                env::HEADER_READ_TIMEOUT,
+                &args.header_read_timeout,
+            )?,
+            body_read_timeout: duration(
+                "body-read-timeout",
+                env::BODY_READ_TIMEOUT,
+                &args.body_read_timeout,
+            )?,
+            shutdown_grace: duration("shutdown-grace", env::SHUTDOWN_GRACE, &args.shutdown_grace)?,
+        })
+    }
+}
+
+/// The store settings from `--store` and its companions; reads the CA file, if any.
+fn store_settings(args: &Args) -> Result<StoreSettings, SettingsError> {
+    Ok(
+        if args.store == "memory" && args.store_mode == StoreMode::Cluster {
+            return Err(SettingsError {
+                flag: "store-mode",
+                env: env::STORE_MODE,
+                problem: "cluster needs a Redis store: set --store to redis://host:port".into(),
+            });
+        } else if args.store == "memory" {
             let max_bytes = parse_size(&args.memory_max_bytes).map_err(|e| SettingsError {
                 flag: "memory-max-bytes",
                 env: env::MEMORY_MAX_BYTES,
@@ -178,7 +223,12 @@ impl TryFrom<Args> for Settings {
                 max_entries: args.memory_max_entries,
                 max_bytes,
             })
-        } else if args.store.starts_with("redis://") || args.store.starts_with("rediss://") {
+        } else if args
+            .store
+            .split(',')
+            .all(|url| url.trim().starts_with("redis://") || url.trim().starts_with("rediss://"))
+            && (args.store_mode == StoreMode::Cluster || !args.store.contains(','))
+        {
             let ca_pem = match &args.store_ca_file {
                 None => None,
                 Some(path) => Some(std::fs::read(path).map_err(|e| SettingsError {
@@ -201,36 +251,19 @@ impl TryFrom<Args> for Settings {
                 url: args.store.clone(),
                 password: args.store_password.clone(),
                 ca_pem,
+                cluster: args.store_mode == StoreMode::Cluster,
             })
         } else {
             return Err(SettingsError {
                 flag: "store",
                 env: env::STORE,
                 problem:
-                    "expected `memory` or a URL like redis://host:6379/0 or rediss://host:6380/0"
+                    "expected `memory` or a URL like redis://host:6379/0 or rediss://host:6380/0 \
+             (several, comma-separated, only with --store-mode cluster)"
                         .into(),
             });
-        };
-        Ok(Settings {
-            listen: addr("listen", env::LISTEN, &args.listen)?,
-            admin_listen: addr("admin-listen", env::ADMIN_LISTEN, &args.admin_listen)?,
-            config_dir: args.config_dir,
-            store,
-            store_timeout: duration("store-timeout", env::STORE_TIMEOUT, &args.store_timeout)?,
-            upstream_host: args.upstream_host,
-            header_read_timeout: duration(
-                "header-read-timeout",
-                env::HEADER_READ_TIMEOUT,
-                &args.header_read_timeout,
-            )?,
-            body_read_timeout: duration(
-                "body-read-timeout",
-                env::BODY_READ_TIMEOUT,
-                &args.body_read_timeout,
-            )?,
-            shutdown_grace: duration("shutdown-grace", env::SHUTDOWN_GRACE, &args.shutdown_grace)?,
-        })
-    }
+        },
+    )
 }
 
 /// One endpoint, validated, with its keys loaded: nothing optional is left.

@@ -75,6 +75,7 @@ impl TlsRedis {
             url: format!("rediss://localhost:{}/0", self.port),
             password: password.map(str::to_owned),
             ca_pem,
+            cluster: false,
         }
     }
 }

@@ -71,6 +71,9 @@ pub mod env {
     pub const CONFIG_DIR: &str = "HOOKGUARD_CONFIG_DIR";
     /// Dedup store: `memory`, or a `redis://` / `rediss://` URL.
     pub const STORE: &str = "HOOKGUARD_STORE";
+    /// `standalone` (one Redis server) or `cluster` (a Redis Cluster; the store URL lists
+    /// seed nodes, comma-separated).
+    pub const STORE_MODE: &str = "HOOKGUARD_STORE_MODE";
     /// Password for the Redis store (`AUTH`), kept out of the URL; set it from a Secret.
     pub const STORE_PASSWORD: &str = "HOOKGUARD_STORE_PASSWORD";
     /// PEM file with the CA that signed the Redis server's certificate (`rediss://`).

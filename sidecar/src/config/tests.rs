@@ -190,6 +190,8 @@ fn keys_are_every_visible_file_of_the_secret_dir() {
 #[case(&["--memory-max-bytes", "12"], "--memory-max-entries", "4Ki")]
 #[case(&["--store", "rediss://r:6380", "--store-ca-file", "/nonexistent/ca.pem"], "--store-ca-file", "mount the Redis CA")]
 #[case(&["--store", "redis://r:6379", "--store-ca-file", "/dev/null"], "--store-ca-file", "rediss://")]
+#[case(&["--store-mode", "cluster"], "--store-mode", "redis://host:port")]
+#[case(&["--store", "redis://a:1,redis://b:2"], "--store", "only with --store-mode cluster")]
 fn bad_flags_are_refused_with_the_flag_and_env(
     #[case] flags: &[&str],
     #[case] flag: &str,

@@ -207,6 +207,8 @@ pub struct RedisOptions {
     /// PEM CA certificate(s) that signed the server's certificate, for `rediss://`; `None`
     /// trusts the system's roots.
     pub ca_pem: Option<Vec<u8>>,
+    /// A Redis Cluster: `url` lists one or more seed nodes, comma-separated.
+    pub cluster: bool,
 }
 
 impl fmt::Debug for RedisOptions {
@@ -214,6 +216,7 @@ impl fmt::Debug for RedisOptions {
         // A URL may carry a password (`redis://:secret@host`): never print it.
         f.debug_struct("RedisOptions")
             .field("tls", &self.url.starts_with("rediss://"))
+            .field("cluster", &self.cluster)
             .field("password", &self.password.as_ref().map(|_| "<set>"))
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<set>"))
             .finish()

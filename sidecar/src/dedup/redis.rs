@@ -16,11 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
+use ::redis::cluster_async::ClusterConnection;
 use ::redis::{
     Client, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, Script, ScriptInvocation,
     TlsCertificates,
 };
+use ::redis::{Cmd, ConnectionInfo, Pipeline, RedisFuture, Value};
 use tokio::sync::Notify;
 
 use super::{Claim, ClaimOutcome, DeliveryKeys, RedisOptions, StoreError, Token};
@@ -81,54 +84,124 @@ struct Shared {
     claim: Script,
     commit: Script,
     release: Script,
-    client: Client,
-    config: ConnectionManagerConfig,
-    /// Replaced by the monitor when the manager cannot recover on its own (it only reconnects
-    /// after I/O errors, so a failed handshake would otherwise stick).
-    conn: RwLock<ConnectionManager>,
+    target: Target,
+    /// Replaced by the monitor when the connection cannot recover on its own (a manager only
+    /// reconnects after I/O errors, so a failed handshake would otherwise stick). `None` for
+    /// a cluster until the first topology was read.
+    conn: RwLock<Option<Conn>>,
     connected: AtomicBool,
+}
+
+/// What to connect to.
+enum Target {
+    /// One server (or a proxy in front of several).
+    Standalone {
+        client: Client,
+        config: ConnectionManagerConfig,
+    },
+    /// A Redis Cluster, found from its seed nodes. The keys of one delivery share a hash tag,
+    /// so each script runs on the one node that owns the slot.
+    Cluster(ClusterClient),
+}
+
+/// A live connection of either kind; both multiplex concurrent commands and are cheap to clone.
+#[derive(Clone)]
+enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 impl RedisStore {
     pub(crate) fn new(options: &RedisOptions) -> Result<RedisStore, StoreError> {
-        let mut info = options
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(StoreError::InvalidUrl)?;
-        if let Some(password) = &options.password {
-            let settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(settings);
-        }
-        let client = match &options.ca_pem {
-            Some(pem) => Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            None => Client::open(info),
-        }
-        .map_err(StoreError::InvalidUrl)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::NoRuntime);
         }
-        let config = ConnectionManagerConfig::new()
-            // The monitor is the retry loop; a single attempt keeps a failed connect fast.
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            // The Store's deadline bounds every call; a response time-out here would only turn
-            // a late answer into an error that looks like a connection problem.
-            .set_response_timeout(None);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-            .map_err(StoreError::Unavailable)?;
+        let tls = options.ca_pem.as_ref().map(|pem| TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        });
+        let (target, conn) = if options.cluster {
+            let seeds = options
+                .url
+                .split(',')
+                .map(|url| url.trim().into_connection_info())
+                .collect::<Result<Vec<ConnectionInfo>, _>>()
+                .map_err(StoreError::InvalidUrl)?;
+            let mut builder = ClusterClientBuilder::new(seeds)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .retries(1);
+            if let Some(password) = &options.password {
+                builder = builder.password(password.clone());
+            }
+            if let Some(certs) = tls {
+                builder = builder.certs(certs);
+            }
+            (
+                Target::Cluster(builder.build().map_err(StoreError::InvalidUrl)?),
+                None,
+            )
+        } else {
+            let mut info = options
+                .url
+                .as_str()
+                .into_connection_info()
+                .map_err(StoreError::InvalidUrl)?;
+            if let Some(password) = &options.password {
+                let settings = info.redis_settings().clone().set_password(password);
+                info = info.set_redis_settings(settings);
+            }
+            let client = match tls {
+                Some(certs) => Client::build_with_tls(info, certs),
+                None => Client::open(info),
+            }
+            .map_err(StoreError::InvalidUrl)?;
+            let config = ConnectionManagerConfig::new()
+                // The monitor is the retry loop; a single attempt keeps a failed connect fast.
+                .set_number_of_retries(0)
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                // The Store's deadline bounds every call; a response time-out here would only
+                // turn a late answer into an error that looks like a connection problem.
+                .set_response_timeout(None);
+            let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                .map_err(StoreError::Unavailable)?;
+            (
+                Target::Standalone { client, config },
+                Some(Conn::Standalone(conn)),
+            )
+        };
         let shared = Arc::new(Shared {
             claim: Script::new(CLAIM_LUA),
             commit: Script::new(COMMIT_LUA),
             release: Script::new(RELEASE_LUA),
-            client,
-            config,
+            target,
             conn: RwLock::new(conn),
             connected: AtomicBool::new(false),
         });
@@ -193,14 +266,18 @@ impl RedisStore {
     }
 
     /// The live connection, or `Unavailable` at once while the monitor has none.
-    fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        if !self.shared.connected.load(Ordering::Acquire) {
-            return Err(StoreError::Unavailable(RedisError::from((
+    fn connection(&self) -> Result<Conn, StoreError> {
+        let conn = if self.shared.connected.load(Ordering::Acquire) {
+            self.shared.current()
+        } else {
+            None
+        };
+        conn.ok_or_else(|| {
+            StoreError::Unavailable(RedisError::from((
                 ErrorKind::Io,
                 "not connected to redis; reconnecting in the background",
-            ))));
-        }
-        Ok(self.shared.manager())
+            )))
+        })
     }
 
     /// Turns a command error into `Unavailable`; a connection-level error also marks the store
@@ -220,8 +297,8 @@ impl Shared {
     /// Loads the scripts into a fresh (or restarted) Redis before commands flow, so the first
     /// claims need no `NOSCRIPT` round trip, and a claim that times out (and may still land)
     /// is the script itself rather than an `EVALSHA` that fails later and is never retried.
-    async fn load_scripts(&self) {
-        let mut conn = self.manager();
+    async fn load_scripts(&self, conn: &Conn) {
+        let mut conn = conn.clone();
         for script in [&self.claim, &self.commit, &self.release] {
             let load = tokio::time::timeout(PROBE_TIMEOUT, script.load_async(&mut conn));
             match load.await {
@@ -232,11 +309,34 @@ impl Shared {
         }
     }
 
-    fn manager(&self) -> ConnectionManager {
+    fn current(&self) -> Option<Conn> {
         self.conn
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    fn replace(&self, conn: Option<Conn>) {
+        *self.conn.write().unwrap_or_else(PoisonError::into_inner) = conn;
+    }
+
+    /// A new connection: lazy for one server; for a cluster, reading the topology now.
+    async fn connect(&self) -> Result<Conn, RedisError> {
+        match &self.target {
+            Target::Standalone { client, config } => {
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map(Conn::Standalone)
+            }
+            Target::Cluster(client) => {
+                match tokio::time::timeout(PROBE_TIMEOUT, client.get_async_connection()).await {
+                    Ok(result) => result.map(Conn::Cluster),
+                    Err(_elapsed) => Err(RedisError::from((
+                        ErrorKind::Io,
+                        "reading the cluster topology timed out",
+                    ))),
+                }
+            }
+        }
     }
 }
 
@@ -248,17 +348,35 @@ async fn monitor(shared: Weak<Shared>, wake: Arc<Notify>) {
         let Some(strong) = shared.upgrade() else {
             return;
         };
-        let mut conn = strong.manager();
+        let conn = match strong.current() {
+            Some(conn) => conn,
+            None => match strong.connect().await {
+                Ok(conn) => {
+                    strong.replace(Some(conn.clone()));
+                    conn
+                }
+                Err(error) => {
+                    if backoff == RETRY_MIN {
+                        tracing::warn!(%error, "redis unavailable; reconnecting in the background");
+                    }
+                    drop(strong);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                    continue;
+                }
+            },
+        };
+        let mut probe_conn = conn.clone();
         let probe = tokio::time::timeout(
             PROBE_TIMEOUT,
-            ::redis::cmd("PING").query_async::<()>(&mut conn),
+            ::redis::cmd("PING").query_async::<()>(&mut probe_conn),
         )
         .await;
-        drop(conn);
+        drop(probe_conn);
         let connected = match probe {
             Ok(Ok(())) => {
                 if !strong.connected.load(Ordering::Acquire) {
-                    strong.load_scripts().await;
+                    strong.load_scripts(&conn).await;
                     strong.connected.store(true, Ordering::Release);
                     tracing::info!("redis connected");
                 }
@@ -268,18 +386,20 @@ async fn monitor(shared: Weak<Shared>, wake: Arc<Notify>) {
                 if strong.connected.swap(false, Ordering::AcqRel) || backoff == RETRY_MIN {
                     tracing::warn!(%error, "redis unavailable; reconnecting in the background");
                 }
-                if !error.is_io_error() {
+                match &strong.target {
                     // The manager re-connects only after I/O errors; anything else (a failed
                     // AUTH or SELECT during the handshake) would stick, so start afresh.
-                    match ConnectionManager::new_lazy_with_config(
-                        strong.client.clone(),
-                        strong.config.clone(),
-                    ) {
-                        Ok(fresh) => {
-                            *strong.conn.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+                    Target::Standalone { .. } if !error.is_io_error() => {
+                        match strong.connect().await {
+                            Ok(fresh) => strong.replace(Some(fresh)),
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot create a redis connection");
+                            }
                         }
-                        Err(error) => tracing::warn!(%error, "cannot create a redis connection"),
                     }
+                    Target::Standalone { .. } => {}
+                    // Read the topology again: the nodes may have moved.
+                    Target::Cluster(_) => strong.replace(None),
                 }
                 false
             }
