@@ -228,6 +228,12 @@ pub struct TestWebhookOptions {
     pub store: String,
     /// A Secret (`name`, `key`) in the pod's namespace with the store's password.
     pub store_password: Option<(String, String)>,
+    /// External certificate mode: `tls.crt`/`tls.key` in this folder; the test sets the
+    /// caBundle (cert-manager's CA injector's job).
+    pub external_cert_dir: Option<PathBuf>,
+    /// Another replica: share this operator namespace (and so the certificate Secret) and
+    /// register nothing; the first replica's configuration is `config_name`.
+    pub replica_of: Option<(String, String)>,
 }
 
 impl Default for TestWebhookOptions {
@@ -238,6 +244,8 @@ impl Default for TestWebhookOptions {
             also_namespaces: Vec::new(),
             store: "memory".into(),
             store_password: None,
+            external_cert_dir: None,
+            replica_of: None,
         }
     }
 }
@@ -266,46 +274,58 @@ impl TestWebhook {
         options: TestWebhookOptions,
     ) -> anyhow::Result<TestWebhook> {
         let plane: &ControlPlane = ns.plane;
-        let (operator_namespace, client) =
-            plane.create_namespace(&format!("{}-op", ns.name)).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!(
             "https://{}{}",
             listener.local_addr()?,
             manifests::WEBHOOK_PATH
         );
-        let config_name = format!("hookguard-{}", ns.name);
         let cert_secret = "hookguard-webhook-cert".to_owned();
-
-        let mut configuration = manifests::mutating_webhook_configuration(
-            &config_name,
-            &operator_namespace,
-            &WebhookClient::Url(url.clone()),
-            None,
-        )?;
-        scope_to(&mut configuration, &ns.name, &options.also_namespaces)?;
-        if options.twice
-            && let Some(webhooks) = configuration.webhooks.as_mut()
-        {
-            let mut again = webhooks[0].clone();
-            again.name = "again.inject.hookguard.dev".into();
-            webhooks.push(again);
-        }
-        Api::<MutatingWebhookConfiguration>::all(client.clone())
-            .create(&PostParams::default(), &configuration)
-            .await
-            .context("registering the webhook")?;
+        let (operator_namespace, config_name, client) =
+            if let Some((namespace, config)) = &options.replica_of {
+                (namespace.clone(), config.clone(), plane.client().await?)
+            } else {
+                let (operator_namespace, client) =
+                    plane.create_namespace(&format!("{}-op", ns.name)).await?;
+                let config_name = format!("hookguard-{}", ns.name);
+                let mut configuration = manifests::mutating_webhook_configuration(
+                    &config_name,
+                    &operator_namespace,
+                    &WebhookClient::Url(url.clone()),
+                    None,
+                )?;
+                scope_to(&mut configuration, &ns.name, &options.also_namespaces)?;
+                if options.twice
+                    && let Some(webhooks) = configuration.webhooks.as_mut()
+                {
+                    let mut again = webhooks[0].clone();
+                    again.name = "again.inject.hookguard.dev".into();
+                    webhooks.push(again);
+                }
+                Api::<MutatingWebhookConfiguration>::all(client.clone())
+                    .create(&PostParams::default(), &configuration)
+                    .await
+                    .context("registering the webhook")?;
+                (operator_namespace, config_name, client)
+            };
 
         let settings = AdmissionSettings {
             listen: listener.local_addr()?,
             namespace: operator_namespace.clone(),
             certs: CertSettings {
-                mode: CertMode::SelfManaged,
-                dir: PathBuf::new(),
+                mode: if options.external_cert_dir.is_some() {
+                    CertMode::External
+                } else {
+                    CertMode::SelfManaged
+                },
+                dir: options.external_cert_dir.clone().unwrap_or_default(),
                 secret: cert_secret.clone(),
                 namespace: operator_namespace.clone(),
                 dns_names: vec!["127.0.0.1".into()],
-                webhook_config: Some(config_name.clone()),
+                webhook_config: options
+                    .external_cert_dir
+                    .is_none()
+                    .then(|| config_name.clone()),
                 validity: options.cert_validity,
                 ca_validity: Duration::from_secs(24 * 3600),
             },
@@ -375,6 +395,30 @@ impl TestWebhook {
             .unwrap_or_default())
     }
 
+    /// Whether a new TLS connection to the webhook verifies with `ca_pem` as the only root,
+    /// i.e. whether it now serves a certificate of that CA.
+    pub async fn serves_cert_of(&self, ca_pem: &[u8]) -> anyhow::Result<bool> {
+        let addr = self
+            .url
+            .trim_start_matches("https://")
+            .trim_end_matches(manifests::WEBHOOK_PATH)
+            .to_owned();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile_certs(ca_pem)? {
+            roots.add(cert)?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let stream = tokio::net::TcpStream::connect(&addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+        Ok(connector.connect(name, stream).await.is_ok())
+    }
+
     /// Removes the webhook configuration (best effort).
     pub async fn unregister(&self) {
         let _ = Api::<MutatingWebhookConfiguration>::all(self.client.clone())
@@ -398,9 +442,17 @@ impl Drop for TestWebhook {
     }
 }
 
+/// The certificates of a PEM bundle.
+fn rustls_pemfile_certs(
+    pem: &[u8],
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject as _;
+    Ok(rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Narrows the configuration to `namespace` (and `also`) on top of its own exclusions, so
 /// parallel tests on the shared control plane never see each other's webhook.
-fn scope_to(
+pub fn scope_to(
     configuration: &mut MutatingWebhookConfiguration,
     namespace: &str,
     also: &[String],

@@ -19,6 +19,7 @@ use hookguard_api::names::{
 };
 use hookguard_operator::admission::handler::{Webhook, admit};
 use hookguard_operator::admission::manifests::{self, REQUIRE_SIDECAR_MESSAGE};
+use hookguard_operator::certs::{CA_BUNDLE_FIELD_MANAGER, CertPair, issue_ca, issue_serving};
 use hookguard_tests::app::{TestApp, outcome_of};
 use hookguard_tests::control_plane::{TestNamespace, with_namespace};
 use hookguard_tests::injection::{
@@ -31,12 +32,12 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use kube::runtime::{reflector, watcher};
 use kube::{Api, Resource as _};
@@ -911,6 +912,185 @@ async fn admission_latency() {
              without (not opted in) p50 {without_p50:?} p99 {without_p99:?} (200 each)"
         );
         webhook.unregister().await;
+        Ok(())
+    })
+    .await;
+}
+
+/// Applies `bundle` as every webhook's caBundle of `config`, as cert-manager's CA injector
+/// would (its own field manager).
+async fn inject_ca(client: &kube::Client, config: &str, bundle: &[u8]) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let api = Api::<MutatingWebhookConfiguration>::all(client.clone());
+    let existing = api.get(config).await?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bundle);
+    let webhooks: Vec<_> = existing
+        .webhooks
+        .iter()
+        .flatten()
+        .map(|w| json!({"name": w.name, "clientConfig": {"caBundle": encoded}}))
+        .collect();
+    api.patch(
+        config,
+        &PatchParams::apply("test-ca-injector").force(),
+        &Patch::Apply(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": config}, "webhooks": webhooks,
+        })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes a serving certificate for 127.0.0.1 signed by `ca` into `dir`, replacing the files
+/// by rename as a volume update would.
+fn write_serving(dir: &std::path::Path, ca: &CertPair, validity: Duration) -> anyhow::Result<()> {
+    let serving = issue_serving(
+        &ca.cert_pem,
+        &ca.key_pem,
+        &["127.0.0.1".to_owned()],
+        validity,
+        std::time::SystemTime::now(),
+    )?;
+    for (name, bytes) in [
+        ("tls.crt", &serving.cert_pem),
+        ("tls.key", &serving.key_pem),
+    ] {
+        let staging = dir.join(format!(".{name}.new"));
+        std::fs::write(&staging, bytes)?;
+        std::fs::rename(&staging, dir.join(name))?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn external_certificates_are_reloaded_and_the_ca_bundle_left_alone() {
+    with_namespace("inj-external", |ns| async move {
+        ensure_crd(&ns.client).await?;
+        create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
+        let dir = tempfile::tempdir()?;
+        let now = std::time::SystemTime::now();
+        let first_ca = issue_ca(Duration::from_secs(3600), now)?;
+        // Short-lived, so the webhook re-reads the files every few seconds.
+        write_serving(dir.path(), &first_ca, Duration::from_secs(24))?;
+        let webhook = TestWebhook::start(
+            &ns,
+            TestWebhookOptions {
+                external_cert_dir: Some(dir.path().to_owned()),
+                ..TestWebhookOptions::default()
+            },
+        )
+        .await?;
+        inject_ca(&ns.client, &webhook.config_name, &first_ca.cert_pem).await?;
+        webhook.wait_reachable(&ns, "pay").await?;
+
+        // cert-manager renews with another CA: the webhook picks the files up and serves the
+        // new certificate on new connections.
+        let second_ca = issue_ca(Duration::from_secs(3600), now)?;
+        ensure!(webhook.serves_cert_of(&first_ca.cert_pem).await?);
+        ensure!(!webhook.serves_cert_of(&second_ca.cert_pem).await?);
+        write_serving(dir.path(), &second_ca, Duration::from_secs(24))?;
+        eventually(
+            "the webhook serves the new files",
+            Duration::from_secs(20),
+            || webhook.serves_cert_of(&second_ca.cert_pem),
+        )
+        .await?;
+        // The CA injector updates the bundle; the API server reaches the webhook again.
+        inject_ca(&ns.client, &webhook.config_name, &second_ca.cert_pem).await?;
+        webhook.wait_reachable(&ns, "pay").await?;
+
+        // The operator never wrote the bundle in this mode.
+        let config = Api::<MutatingWebhookConfiguration>::all(ns.client.clone())
+            .get(&webhook.config_name)
+            .await?;
+        let managers: Vec<_> = config
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|f| f.manager.clone())
+            .collect();
+        ensure!(
+            !managers.iter().any(|m| m == CA_BUNDLE_FIELD_MANAGER),
+            "managers: {managers:?}"
+        );
+        webhook.unregister().await;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_replicas_agree_on_one_certificate() {
+    with_namespace("inj-replicas", |ns| async move {
+        ensure_crd(&ns.client).await?;
+        create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
+        // Both start at once, racing to create the certificate Secret.
+        let first = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
+        let second = TestWebhook::start(
+            &ns,
+            TestWebhookOptions {
+                replica_of: Some((first.operator_namespace.clone(), first.config_name.clone())),
+                ..TestWebhookOptions::default()
+            },
+        )
+        .await?;
+        first.wait_reachable(&ns, "pay").await?;
+
+        // Every pod through both replicas, failing closed: a replica serving a certificate the
+        // bundle does not trust would reject the pod.
+        let api = Api::<MutatingWebhookConfiguration>::all(ns.client.clone());
+        let mut config = api.get(&first.config_name).await?;
+        let webhooks = config.webhooks.as_mut().context("no webhooks")?;
+        webhooks[0].failure_policy = Some("Fail".into());
+        let mut other = webhooks[0].clone();
+        other.name = "replica.inject.hookguard.dev".into();
+        other.client_config.url = Some(second.url.clone());
+        webhooks.push(other);
+        api.replace(&first.config_name, &PostParams::default(), &config)
+            .await?;
+
+        let pods: Api<Pod> = ns.api();
+        let probe = pod(None, &labelled(), &[(ANNOTATION_ENDPOINTS, "pay")])?;
+        let mut injected = 0;
+        let started = Instant::now();
+        while injected < 10 {
+            ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "only {injected} pods through both replicas"
+            );
+            match dry_run(&pods, &probe).await {
+                Ok(pod) => {
+                    ensure!(sidecar_of(&pod).is_some(), "admitted without sidecar");
+                    injected += 1;
+                }
+                // The API server picks up the new configuration within a moment.
+                Err(kube::Error::Api(status)) if status.message.contains("replica.inject") => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        let secrets = ns.plane.client().await.map(|c| {
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(c, &first.operator_namespace)
+        })?;
+        let bundle = secrets
+            .get(&first.cert_secret)
+            .await?
+            .data
+            .context("no data")?["ca.crt"]
+            .0
+            .clone();
+        ensure!(
+            String::from_utf8(bundle)?
+                .matches("BEGIN CERTIFICATE")
+                .count()
+                == 1,
+            "one CA for both replicas"
+        );
+        drop(second);
+        first.unregister().await;
         Ok(())
     })
     .await;
