@@ -51,7 +51,10 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("hookguard_operator");
+        let mut root = Registry::default();
+        // The admission webhook's metrics carry their own full names.
+        crate::admission::register_metrics(&mut root);
+        let registry = root.sub_registry_with_prefix("hookguard_operator");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register(
             "reconciles",
@@ -83,7 +86,7 @@ impl Default for Metrics {
             leader.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             reconciles,
             duration,
             in_flight,

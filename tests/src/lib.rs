@@ -8,5 +8,6 @@ pub mod app;
 pub mod control_plane;
 pub mod injection;
 pub mod net;
+pub mod operator;
 pub mod redis;
 pub mod sidecar;

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use hookguard_api::crd::{WebhookEndpoint, WebhookEndpointStatus};
 use hookguard_api::names::{LABEL_MANAGED_BY, MANAGED_BY, sidecar_config_name};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
@@ -199,14 +199,21 @@ pub async fn run(
         let store = store.clone();
         let metrics = Arc::clone(&context.metrics);
         let shutdown = shutdown.clone();
+        // Polled rather than awaited: in tests the waker of `wait_until_ready` was never
+        // woken although the cache had synced, and a leader that never turns ready would stall
+        // a rollout. A cheap check every 200 ms until it is.
         tokio::spawn(async move {
-            tokio::select! {
-                () = shutdown.cancelled() => {},
-                ready = store.wait_until_ready() => {
+            loop {
+                if let Some(ready) = store.wait_until_ready().now_or_never() {
                     if ready.is_ok() {
                         metrics.set_endpoints(store.len());
                         synced();
                     }
+                    return;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
             }
         });
