@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each chart test binary uses a different subset
 
+pub mod operator;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
