@@ -259,3 +259,99 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest<Pod>, String> {
         .try_into()
         .map_err(|e| format!("not an AdmissionReview request: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::{reflector, watcher};
+    use serde_json::json;
+
+    use super::*;
+    use crate::admission::render::SidecarResources;
+
+    fn webhook(ready: bool) -> Webhook {
+        let (reader, mut writer) = reflector::store::<WebhookEndpoint>();
+        if ready {
+            writer.apply_watcher_event(&watcher::Event::Init);
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+        }
+        let config = InjectionConfig {
+            image: "i".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            store: "memory".into(),
+            store_password: None,
+            resources: SidecarResources::default(),
+        };
+        Webhook::new(
+            reader,
+            config,
+            "hookguard-system".into(),
+            None,
+            Duration::from_millis(50),
+        )
+    }
+
+    fn review(namespace: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": namespace, "operation": "CREATE", "userInfo": {}, "dryRun": true,
+                "object": {
+                    "metadata": {"labels": {LABEL_INJECT: "true"},
+                        "annotations": {"hookguard.dev/endpoints": "pay"}},
+                    "spec": {"containers": [{"name": "app", "image": "a"}]},
+                },
+            },
+        }))
+        .unwrap()
+    }
+
+    async fn answer(webhook: &Webhook, body: &[u8]) -> serde_json::Value {
+        serde_json::from_slice::<serde_json::Value>(&webhook.review(body).await).unwrap()["response"]
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn the_operator_and_system_namespaces_are_never_injected() {
+        let webhook = webhook(true);
+        for namespace in ["hookguard-system", "kube-system"] {
+            let response = answer(&webhook, &review(namespace)).await;
+            assert_eq!(response["allowed"], true, "{response}");
+            assert!(response.get("patch").is_none(), "{response}");
+        }
+        let elsewhere = answer(&webhook, &review("shop")).await;
+        assert_eq!(elsewhere["allowed"], false, "{elsewhere}");
+        assert!(
+            elsewhere["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("\"pay\"")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cold_cache_denies_with_a_retry_hint_and_garbage_is_invalid() {
+        let response = answer(&webhook(false), &review("shop")).await;
+        assert_eq!(response["allowed"], false);
+        assert!(
+            response["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("starting"),
+            "{response}"
+        );
+        let garbage = answer(&webhook(true), b"{}").await;
+        assert_eq!(garbage["allowed"], false, "{garbage}");
+    }
+
+    #[test]
+    fn port_clashes_and_the_reserved_name_are_warned_about() {
+        let pod: Pod = serde_json::from_value(json!({"spec": {"containers": [
+            {"name": "hookguard-sidecar", "image": "a", "ports": [{"containerPort": 9880}]},
+        ]}}))
+        .unwrap();
+        let warnings = render::warnings(&pod);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+    }
+}

@@ -38,7 +38,9 @@ pub use issue::{CertPair, IssueError, issue_ca, issue_serving, validity};
 /// Field manager of the CA bundle in the `MutatingWebhookConfiguration`; separate from the
 /// reconciler's so neither takes the other's fields.
 pub const CA_BUNDLE_FIELD_MANAGER: &str = "hookguard-operator-cabundle";
-/// Secret keys.
+/// How often the CA bundle is written even when unchanged.
+const REAPPLY_EVERY: Duration = Duration::from_secs(60);
+/// Secret key of the CA bundle (current CA first).
 pub const KEY_CA_BUNDLE: &str = "ca.crt";
 /// The current CA's private key.
 pub const KEY_CA_KEY: &str = "ca.key";
@@ -188,6 +190,7 @@ pub async fn maintain(
 struct State {
     cert_pem: Vec<u8>,
     applied_bundle: Vec<u8>,
+    applied_at: Option<std::time::Instant>,
 }
 
 /// One refresh; returns the time until the next.
@@ -198,15 +201,31 @@ async fn refresh(
     expiry: &Gauge,
     state: &mut State,
 ) -> Result<Duration, CertError> {
+    let mut retry_soon = false;
     let pair = match settings.mode {
         CertMode::External => read_files(settings).await?,
         CertMode::SelfManaged => {
             let (pair, bundle) = ensure_secret(settings, client).await?;
+            // Re-applied now and then too: a configuration deleted and re-created (without
+            // caBundle, as the chart renders it) must get it back.
+            let overdue = state
+                .applied_at
+                .is_none_or(|at| at.elapsed() >= REAPPLY_EVERY);
             if let Some(name) = &settings.webhook_config
-                && bundle != state.applied_bundle
+                && (bundle != state.applied_bundle || overdue)
             {
-                apply_ca_bundle(client, name, &bundle).await?;
-                state.applied_bundle = bundle;
+                // Serving does not wait for the bundle: a missing configuration (not installed
+                // yet, or disabled) is retried without holding up the certificate.
+                match apply_ca_bundle(client, name, &bundle).await {
+                    Ok(()) => {
+                        state.applied_bundle = bundle;
+                        state.applied_at = Some(std::time::Instant::now());
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %format_chain(&error), "cannot write the CA bundle yet; retrying");
+                        retry_soon = true;
+                    }
+                }
             }
             pair
         }
@@ -224,7 +243,12 @@ async fn refresh(
     let remaining = not_after
         .duration_since(SystemTime::now())
         .unwrap_or_default();
-    Ok((remaining / 8).clamp(Duration::from_millis(200), Duration::from_secs(30)))
+    let next = (remaining / 8).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    Ok(if retry_soon {
+        next.min(Duration::from_secs(2))
+    } else {
+        next
+    })
 }
 
 /// External mode: the mounted files.
@@ -413,6 +437,15 @@ pub async fn apply_ca_bundle(client: &Client, name: &str, bundle: &[u8]) -> Resu
         .get(name)
         .await
         .map_err(|e| CertError::WriteCaBundle(name.to_owned(), e))?;
+    let current = existing.webhooks.iter().flatten().all(|w| {
+        w.client_config
+            .ca_bundle
+            .as_ref()
+            .is_some_and(|b| b.0 == bundle)
+    });
+    if current {
+        return Ok(());
+    }
     let encoded = base64::engine::general_purpose::STANDARD.encode(bundle);
     let webhooks: Vec<_> = existing
         .webhooks
