@@ -69,7 +69,18 @@ fn main() -> ExitCode {
         };
         wait_for_signal().await;
         running.shutdown();
-        running.wait().await;
+        // A second signal during the drain stops at once.
+        let control = running.control();
+        let done = running.wait();
+        tokio::pin!(done);
+        tokio::select! {
+            () = &mut done => {}
+            () = wait_for_signal() => {
+                tracing::warn!("second signal: aborting the drain");
+                control.abort();
+                done.await;
+            }
+        }
         ExitCode::SUCCESS
     })
 }

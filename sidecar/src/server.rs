@@ -15,10 +15,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{Endpoints, Settings, StoreSettings};
 use crate::dedup::{Store, StoreError};
+use crate::forward::Background;
 use crate::metrics::Metrics;
 use crate::service::{ServiceSettings, Sidecar};
 use crate::{admin, reload};
@@ -52,6 +52,7 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     sidecar: Arc<Sidecar>,
     stop: CancellationToken,
+    background: Background,
     done: JoinHandle<()>,
 }
 
@@ -66,9 +67,44 @@ impl Running {
         self.stop.cancel();
     }
 
+    /// Stops at once, as a crash would: open connections are dropped mid-request and late
+    /// app answers are no longer awaited; claims are neither committed nor released and lapse
+    /// with their leases. A second SIGTERM during the drain does this.
+    pub fn abort(&self) {
+        self.control().abort();
+    }
+
+    /// A handle that can stop the sidecar after [`Running::wait`] took it.
+    pub fn control(&self) -> Control {
+        Control {
+            stop: self.stop.clone(),
+            background: self.background.clone(),
+        }
+    }
+
     /// Waits until shutdown has finished.
     pub async fn wait(self) {
         let _ = self.done.await;
+    }
+}
+
+/// Stops a running sidecar; see [`Running::shutdown`] and [`Running::abort`].
+#[derive(Debug, Clone)]
+pub struct Control {
+    stop: CancellationToken,
+    background: Background,
+}
+
+impl Control {
+    /// Begins graceful shutdown.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops at once; see [`Running::abort`].
+    pub fn abort(&self) {
+        self.background.kill();
+        self.stop.cancel();
     }
 }
 
@@ -83,7 +119,7 @@ pub async fn start(settings: Settings, endpoints: &Endpoints) -> Result<Running,
             Store::redis_with(options, settings.store_timeout).map_err(StartError::Store)?
         }
     };
-    let tasks = TaskTracker::new();
+    let background = Background::default();
     let service_settings = ServiceSettings {
         upstream_host: settings.upstream_host.clone(),
         body_read_timeout: settings.body_read_timeout,
@@ -93,7 +129,7 @@ pub async fn start(settings: Settings, endpoints: &Endpoints) -> Result<Running,
         store,
         metrics,
         service_settings,
-        tasks.clone(),
+        background.clone(),
     ));
 
     let bind = |addr: SocketAddr| async move {
@@ -131,7 +167,7 @@ pub async fn start(settings: Settings, endpoints: &Endpoints) -> Result<Running,
         Arc::clone(&sidecar),
         settings,
         stop.clone(),
-        tasks,
+        background.clone(),
         async move {
             let _ = watcher.await;
             let _ = admin.await;
@@ -143,6 +179,7 @@ pub async fn start(settings: Settings, endpoints: &Endpoints) -> Result<Running,
         admin_addr,
         sidecar,
         stop,
+        background,
         done,
     })
 }
@@ -152,7 +189,7 @@ async fn serve(
     sidecar: Arc<Sidecar>,
     settings: Settings,
     stop: CancellationToken,
-    tasks: TaskTracker,
+    background: Background,
     others: impl Future<Output = ()>,
 ) {
     let mut http = http1::Builder::new();
@@ -180,9 +217,14 @@ async fn serve(
             async move { Ok::<_, std::convert::Infallible>(sidecar.handle(request, peer).await) }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let killed = background.killed().clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                },
+                // Abort: drop the connection mid-request, as a crash would.
+                () = killed.cancelled() => {}
             }
         });
     }
@@ -190,17 +232,26 @@ async fn serve(
     drop(listener);
     let deadline = Instant::now() + settings.shutdown_grace;
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: finishing open requests");
-    if tokio::time::timeout_at(deadline.into(), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period ended with connections still open");
-    }
-    tasks.close();
-    if tokio::time::timeout_at(deadline.into(), tasks.wait())
-        .await
-        .is_err()
-    {
+    let killed = background.killed().clone();
+    let drained = async {
+        if tokio::time::timeout_at(deadline.into(), graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period ended with connections still open");
+        }
+        tokio::time::timeout_at(deadline.into(), background.drain())
+            .await
+            .is_ok()
+    };
+    let finished = tokio::select! {
+        finished = drained => finished,
+        () = killed.cancelled() => {
+            tracing::warn!("aborted: open requests and late app answers dropped");
+            true
+        }
+    };
+    if !finished {
         tracing::warn!(
             "grace period ended with late app answers still pending; their claims lapse with their leases"
         );

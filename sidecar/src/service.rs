@@ -18,13 +18,12 @@ use http::{Method, Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use tokio_util::task::TaskTracker;
 
 use hookguard_api::StoreUnavailable;
 
 use crate::config::{Endpoint, Endpoints};
 use crate::dedup::{ClaimOutcome, DedupStore, DeliveryKeys, Store};
-use crate::forward::Forwarder;
+use crate::forward::{Background, Forwarder};
 use crate::metrics::{EndpointMetrics, Metrics, StoreOperation};
 use crate::rescue::{Outcome, ProxyBody, answer};
 use crate::verify::{Delivery, Rejection};
@@ -97,7 +96,7 @@ impl Sidecar {
         store: Store,
         metrics: Arc<Metrics>,
         settings: ServiceSettings,
-        tasks: TaskTracker,
+        tasks: Background,
     ) -> Sidecar {
         metrics.reload(true, endpoints.len());
         Sidecar {

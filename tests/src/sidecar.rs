@@ -61,6 +61,16 @@ impl SidecarHarness {
         endpoints: Vec<(EndpointConfig, &str)>,
         extra_args: &[&str],
     ) -> anyhow::Result<SidecarHarness> {
+        SidecarHarness::start_on(endpoints, "127.0.0.1:0", extra_args).await
+    }
+
+    /// [`SidecarHarness::start`] on a given webhook address, e.g. the one a crashed sidecar
+    /// used, so senders find the new one where the old one was.
+    pub async fn start_on(
+        endpoints: Vec<(EndpointConfig, &str)>,
+        listen: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<SidecarHarness> {
         let dir = tempfile::tempdir()?;
         for (config, secret) in endpoints {
             write_endpoint(dir.path(), config, secret)?;
@@ -69,7 +79,7 @@ impl SidecarHarness {
         let mut argv = vec![
             "hookguard-sidecar",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--admin-listen",
             "127.0.0.1:0",
             "--config-dir",
@@ -127,6 +137,14 @@ impl SidecarHarness {
         format!("http://{}", self.running().admin_addr)
     }
 
+    /// A sender for this sidecar's webhook port.
+    pub fn sender(&self) -> Sender {
+        Sender {
+            client: self.client.clone(),
+            base_url: self.base_url(),
+        }
+    }
+
     /// Sends a Generic-scheme delivery signed with `secret` to `path`.
     pub async fn post_generic(
         &self,
@@ -135,13 +153,7 @@ impl SidecarHarness {
         id: &str,
         body: &str,
     ) -> anyhow::Result<Answer> {
-        let signature = sign_hex(secret.as_bytes(), body.as_bytes());
-        self.post(
-            path,
-            &[("x-signature", &signature), ("x-delivery-id", id)],
-            body,
-        )
-        .await
+        self.sender().post_generic(path, secret, id, body).await
     }
 
     /// Sends a POST with the given headers.
@@ -151,28 +163,7 @@ impl SidecarHarness {
         headers: &[(&str, &str)],
         body: &str,
     ) -> anyhow::Result<Answer> {
-        let mut request = hyper::Request::post(format!("{}{path}", self.base_url()));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Full::new(Bytes::from(body.to_owned())))?;
-        let response =
-            tokio::time::timeout(Duration::from_secs(30), self.client.request(request)).await??;
-        let status = response.status().as_u16();
-        let outcome = outcome_of(response.headers());
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body =
-            String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()).into_owned();
-        Ok(Answer {
-            status,
-            outcome,
-            retry_after,
-            body,
-        })
+        self.sender().post(path, headers, body).await
     }
 
     /// GETs a path on the admin port and returns status and body.
@@ -201,6 +192,14 @@ impl SidecarHarness {
         Ok(value)
     }
 
+    /// Stops the sidecar as a crash would (see `Running::abort`) and waits for it.
+    pub async fn abort(mut self) {
+        if let Some(running) = self.running.take() {
+            running.abort();
+            running.wait().await;
+        }
+    }
+
     /// Stops the sidecar gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
@@ -215,6 +214,72 @@ impl Drop for SidecarHarness {
         if let Some(running) = &self.running {
             running.shutdown();
         }
+    }
+}
+
+/// Sends signed deliveries to a sidecar's webhook port; outlives any one sidecar, so a test
+/// can keep sending across a restart on the same address.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base_url: String,
+}
+
+impl Sender {
+    /// A sender for `http://<addr>`.
+    pub fn new(addr: std::net::SocketAddr) -> Sender {
+        Sender {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            base_url: format!("http://{addr}"),
+        }
+    }
+
+    /// Sends a Generic-scheme delivery signed with `secret` to `path`.
+    pub async fn post_generic(
+        &self,
+        path: &str,
+        secret: &str,
+        id: &str,
+        body: &str,
+    ) -> anyhow::Result<Answer> {
+        let signature = sign_hex(secret.as_bytes(), body.as_bytes());
+        self.post(
+            path,
+            &[("x-signature", &signature), ("x-delivery-id", id)],
+            body,
+        )
+        .await
+    }
+
+    /// Sends a POST with the given headers.
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> anyhow::Result<Answer> {
+        let mut request = hyper::Request::post(format!("{}{path}", self.base_url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body.to_owned())))?;
+        let response =
+            tokio::time::timeout(Duration::from_secs(30), self.client.request(request)).await??;
+        let status = response.status().as_u16();
+        let outcome = outcome_of(response.headers());
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body =
+            String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()).into_owned();
+        Ok(Answer {
+            status,
+            outcome,
+            retry_after,
+            body,
+        })
     }
 }
 

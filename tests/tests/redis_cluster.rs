@@ -59,11 +59,11 @@ impl Cluster {
         );
         let cluster = Cluster { nodes, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !cluster.nodes.iter().all(|(port, _)| {
-            cluster
-                .cli(*port, &["cluster", "info"])
-                .contains("cluster_state:ok")
-        }) {
+        while !cluster
+            .nodes
+            .iter()
+            .all(|(port, _)| Cluster::cli(*port, &["cluster", "info"]).contains("cluster_state:ok"))
+        {
             assert!(
                 Instant::now() < deadline,
                 "the cluster never reached state ok"
@@ -73,7 +73,7 @@ impl Cluster {
         cluster
     }
 
-    fn cli(&self, port: u16, args: &[&str]) -> String {
+    fn cli(port: u16, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
             .args(["-p", &port.to_string()])
             .args(args)
@@ -87,7 +87,7 @@ impl Cluster {
         self.nodes
             .iter()
             .map(|(port, _)| {
-                self.cli(*port, &["--scan", "--pattern", "hg:*"])
+                Cluster::cli(*port, &["--scan", "--pattern", "hg:*"])
                     .lines()
                     .count()
             })

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use hookguard_api::config::StoreUnavailable;
 use hookguard_tests::app::{Reply, Report, Scoreboard, TestApp};
-use hookguard_tests::redis::RedisServer;
-use hookguard_tests::sidecar::{Answer, SidecarHarness, generic_endpoint};
+use hookguard_tests::redis::{Persistence, RedisServer};
+use hookguard_tests::sidecar::{Answer, Sender, SidecarHarness, generic_endpoint};
 
 const SECRET: &str = "redis-scenario-secret";
 
@@ -390,4 +390,134 @@ async fn a_bad_signature_creates_no_key_in_redis() {
         2,
         "a verified delivery is recorded"
     );
+}
+
+/// Four senders, each sending `per_sender` deliveries and retrying each (every 100 ms, on any
+/// non-2xx or transport error) until a 2xx, as webhook senders do. Returns every status seen;
+/// 0 stands for a transport error.
+fn retrying_senders(
+    sender: &Sender,
+    app: &Arc<TestApp>,
+    board: &Arc<Scoreboard>,
+    path: &'static str,
+    per_sender: u32,
+) -> Vec<tokio::task::JoinHandle<Vec<u16>>> {
+    (0..4)
+        .map(|worker| {
+            let (sender, app, board) = (sender.clone(), Arc::clone(app), Arc::clone(board));
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for n in 0..per_sender {
+                    let id = format!("evt-{worker}-{n}");
+                    let body = format!("{{\"id\":\"{id}\"}}");
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    loop {
+                        let status = match sender.post_generic(path, SECRET, &id, &body).await {
+                            Ok(answer) => {
+                                board.record(&app, &id, answer.status, answer.outcome.as_deref());
+                                answer.status
+                            }
+                            Err(_) => 0,
+                        };
+                        statuses.push(status);
+                        if (200..300).contains(&status) {
+                            break;
+                        }
+                        assert!(
+                            Instant::now() < deadline,
+                            "{id} never got through: {statuses:?}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                statuses
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn redis_restarted_during_traffic_loses_nothing() {
+    // Append-only with fsync on every write: done records survive the restart.
+    let mut redis = RedisServer::start_with(Persistence::AppendOnly).unwrap();
+    let app = Arc::new(
+        TestApp::start(|_, _| Reply {
+            status: 200,
+            delay: Duration::from_millis(20),
+        })
+        .await
+        .unwrap(),
+    );
+    let mut endpoint = generic_endpoint("restarted", app.port());
+    endpoint.upstream.timeout = "1s".into();
+    let sidecar = sidecar(&redis, vec![endpoint]).await;
+    let board = Arc::new(Scoreboard::default());
+    let senders = retrying_senders(&sidecar.sender(), &app, &board, "/restarted", 15);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    redis.restart().unwrap();
+
+    let mut statuses = Vec::new();
+    for sender in senders {
+        statuses.extend(sender.await.unwrap());
+    }
+    assert!(
+        statuses.contains(&503),
+        "while Redis was down the sidecar answered 503: {statuses:?}"
+    );
+    assert_eq!(board.acked(), 60, "every delivery got through in the end");
+    let report = board.report(&app);
+    assert_clean(report);
+    assert_eq!(report.dup_at_app, 0, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_sidecar_crash_during_traffic_loses_nothing_and_never_runs_two_copies_at_once() {
+    let redis = RedisServer::start().unwrap();
+    // Slow enough that the crash catches deliveries at the app.
+    let app = Arc::new(
+        TestApp::start(|_, _| Reply {
+            status: 200,
+            delay: Duration::from_millis(150),
+        })
+        .await
+        .unwrap(),
+    );
+    let endpoint = || {
+        let mut endpoint = generic_endpoint("crashy", app.port());
+        endpoint.upstream.timeout = "1s".into();
+        (endpoint, SECRET)
+    };
+    let store = ["--store", &redis.url(), "--store-timeout", "200ms"].map(str::to_owned);
+    let store: Vec<&str> = store.iter().map(String::as_str).collect();
+    let first = SidecarHarness::start(vec![endpoint()], &store)
+        .await
+        .unwrap();
+    let addr = first.running().addr;
+    let board = Arc::new(Scoreboard::default());
+    let senders = retrying_senders(&Sender::new(addr), &app, &board, "/crashy", 8);
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.abort().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _second = SidecarHarness::start_on(vec![endpoint()], &addr.to_string(), &store)
+        .await
+        .unwrap();
+
+    let mut statuses = Vec::new();
+    for sender in senders {
+        statuses.extend(sender.await.unwrap());
+    }
+    assert!(
+        statuses.contains(&0),
+        "the crash broke connections mid-request: {statuses:?}"
+    );
+    assert_eq!(board.acked(), 32, "every delivery got through in the end");
+    // A delivery at the app when the sidecar died may be forwarded again once its claim's
+    // lease ends (DUP_AT_APP, which the app's unique constraint absorbs), never concurrently.
+    let report = board.report(&app);
+    assert_clean(report);
+    eprintln!("sidecar crash: {report:?}");
 }

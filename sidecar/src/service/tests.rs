@@ -50,7 +50,13 @@ fn sidecar_with(
         upstream_host: "127.0.0.1".into(),
         body_read_timeout,
     };
-    let sidecar = Sidecar::new(&endpoints, store, metrics, settings, TaskTracker::new());
+    let sidecar = Sidecar::new(
+        &endpoints,
+        store,
+        metrics,
+        settings,
+        crate::forward::Background::default(),
+    );
     (dir, sidecar)
 }
 
