@@ -15,6 +15,7 @@ use chart_support::{
     create_namespace, eventually, failure, helm, install_crds, repo_root, server_dry_run, template,
 };
 use hookguard_tests::control_plane::{ControlPlane, with_namespace};
+use serde::Deserialize as _;
 use std::time::Duration;
 
 #[tokio::test]
@@ -718,6 +719,144 @@ async fn namespaced_mode_grants_rights_only_in_the_watched_namespaces() {
         }
         check_answers(plane, &user, &allowed, true)?;
         check_answers(plane, &user, &denied, false)?;
+        Ok(())
+    })
+    .await;
+}
+
+/// The documents of a rendered manifest, by kind.
+fn documents_of_kind(manifest: &str, kind: &str) -> anyhow::Result<Vec<serde_yaml::Value>> {
+    let mut found = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(manifest) {
+        let value = serde_yaml::Value::deserialize(document)?;
+        if value["kind"] == kind {
+            found.push(value);
+        }
+    }
+    Ok(found)
+}
+
+/// The one document of `kind`, parsed into `T` and back to JSON (so both sides of a
+/// comparison get the same normal form).
+fn only<T: serde::de::DeserializeOwned + serde::Serialize>(
+    manifest: &str,
+    kind: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let mut documents = documents_of_kind(manifest, kind)?;
+    ensure!(
+        documents.len() == 1,
+        "{} documents of kind {kind}",
+        documents.len()
+    );
+    let typed: T = serde_yaml::from_value(documents.remove(0))?;
+    Ok(serde_json::to_value(typed)?)
+}
+
+#[tokio::test]
+async fn chart_admission_objects_are_the_operators_renderings() {
+    use hookguard_operator::admission::manifests::{
+        WebhookClient, mutating_webhook_configuration, validating_admission_policy,
+        validating_admission_policy_binding,
+    };
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    with_namespace("chart-manifests", |ns| async move {
+        // Release "hookguard": the operator's default names.
+        let manifest = template(ns.plane, "hookguard", &ns.name, &[])?;
+        let chart_webhook = only::<MutatingWebhookConfiguration>(&manifest, "MutatingWebhookConfiguration")?;
+        let operator_webhook = serde_json::to_value(mutating_webhook_configuration(
+            "hookguard",
+            &ns.name,
+            &WebhookClient::Service {
+                namespace: ns.name.clone(),
+                name: "hookguard-webhook".to_owned(),
+                port: 443,
+            },
+            None,
+        )?)?;
+        ensure!(
+            chart_webhook["metadata"]["name"] == operator_webhook["metadata"]["name"],
+            "webhook configuration names differ"
+        );
+        ensure!(
+            chart_webhook["webhooks"] == operator_webhook["webhooks"],
+            "the chart's webhook differs from the operator's rendering:\nchart:    {}\noperator: {}",
+            chart_webhook["webhooks"],
+            operator_webhook["webhooks"]
+        );
+        let chart_policy = only::<ValidatingAdmissionPolicy>(&manifest, "ValidatingAdmissionPolicy")?;
+        let operator_policy = serde_json::to_value(validating_admission_policy(&ns.name)?)?;
+        ensure!(chart_policy["metadata"]["name"] == operator_policy["metadata"]["name"]);
+        ensure!(
+            chart_policy["spec"] == operator_policy["spec"],
+            "the chart's policy differs from the operator's rendering:\nchart:    {}\noperator: {}",
+            chart_policy["spec"],
+            operator_policy["spec"]
+        );
+        let chart_binding =
+            only::<ValidatingAdmissionPolicyBinding>(&manifest, "ValidatingAdmissionPolicyBinding")?;
+        let operator_binding = serde_json::to_value(validating_admission_policy_binding()?)?;
+        ensure!(chart_binding["metadata"]["name"] == operator_binding["metadata"]["name"]);
+        ensure!(chart_binding["spec"] == operator_binding["spec"], "{chart_binding} vs {operator_binding}");
+        Ok(())
+    })
+    .await;
+}
+
+/// (API group, resource, verb) triples a set of RBAC rules grants, names ignored.
+fn granted(rules: &serde_json::Value) -> std::collections::BTreeSet<(String, String, String)> {
+    let strings = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut triples = std::collections::BTreeSet::new();
+    for rule in rules.as_array().into_iter().flatten() {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    triples.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    triples
+}
+
+#[tokio::test]
+async fn chart_rbac_is_exactly_what_rbac_md_and_admission_md_list() {
+    with_namespace("chart-rules", |ns| async move {
+        let manifest = template(ns.plane, "hookguard", &ns.name, &[])?;
+        let mut chart_rules = Vec::new();
+        for kind in ["ClusterRole", "Role"] {
+            for role in documents_of_kind(&manifest, kind)? {
+                let role = serde_json::to_value(role)?;
+                chart_rules.extend(role["rules"].as_array().cloned().unwrap_or_default());
+            }
+        }
+        let chart = granted(&serde_json::Value::Array(chart_rules));
+        // operator/RBAC.md, as the operator's own tests grant it.
+        let reconciler = granted(&hookguard_tests::operator::operator_rules());
+        // operator/ADMISSION.md: the certificate Secret and the CA bundle.
+        let admission = granted(&serde_json::json!([
+            {"apiGroups": ["hookguard.dev"], "resources": ["webhookendpoints"], "verbs": ["list", "watch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "update"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        ]));
+        let needed: std::collections::BTreeSet<_> = reconciler.union(&admission).cloned().collect();
+        let missing: Vec<_> = needed.difference(&chart).collect();
+        let extra: Vec<_> = chart.difference(&needed).collect();
+        ensure!(missing.is_empty(), "the chart lacks {missing:?}");
+        ensure!(extra.is_empty(), "the chart grants more than the operator uses: {extra:?}");
+        ensure!(
+            !chart.iter().any(|(group, resource, verb)| group == "*" || resource == "*" || verb == "*"),
+            "no wildcard"
+        );
         Ok(())
     })
     .await;
