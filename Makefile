@@ -12,6 +12,9 @@ demo: ## local demo: the sidecar (in-memory store) in front of a demo app; no cl
 	demo/run.sh
 
 test: test-deps control-plane ## every test: unit, vectors, real redis-server, real control plane
+	@# Tests that run the real operator binary need it built; a test cannot build it while
+	@# the outer cargo holds the build lock.
+	$(CARGO) build -p hookguard-operator --locked
 	$(CARGO) test --workspace --locked
 
 test-deps: ## install redis-server from the OS packages when it is missing
@@ -30,11 +33,12 @@ lint: ## rustfmt and clippy, as CI runs them
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-generate: ## regenerate the CRD YAML in crds/ from the Rust types
+generate: ## regenerate the CRD YAML in crds/ and in the chart from the Rust types
 	$(CARGO) run --quiet -p hookguard-operator -- crd > crds/hookguard.dev_webhookendpoints.yaml
+	charts/hookguard/hack/sync-crds.sh
 
 verify: generate ## fail when generated files differ from what is committed
-	git diff --exit-code -- crds/
+	git diff --exit-code -- crds/ charts/hookguard/templates/crds/
 
 fmt: ## format everything
 	$(CARGO) fmt --all
