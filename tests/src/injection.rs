@@ -398,6 +398,43 @@ impl TestWebhook {
     /// Whether a new TLS connection to the webhook verifies with `ca_pem` as the only root,
     /// i.e. whether it now serves a certificate of that CA.
     pub async fn serves_cert_of(&self, ca_pem: &[u8]) -> anyhow::Result<bool> {
+        Ok(self.connect(ca_pem).await.is_ok())
+    }
+
+    /// POSTs `body` to the webhook `n` times over one kept-alive HTTPS connection, as the API
+    /// server does, and returns each round trip's time (TLS handshake excluded).
+    pub async fn round_trips(&self, body: &[u8], n: usize) -> anyhow::Result<Vec<Duration>> {
+        use http_body_util::{BodyExt as _, Full};
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &self.operator_namespace)
+            .get(&self.cert_secret)
+            .await?;
+        let ca = secret
+            .data
+            .and_then(|d| d.get("ca.crt").map(|b| b.0.clone()))
+            .context("no ca.crt")?;
+        let stream = self.connect(&ca).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let request = hyper::Request::post(manifests::WEBHOOK_PATH)
+                .header("host", "127.0.0.1")
+                .header("content-type", "application/json")
+                .body(Full::new(bytes::Bytes::copy_from_slice(body)))?;
+            let started = std::time::Instant::now();
+            let response = sender.send_request(request).await?;
+            let answer = response.into_body().collect().await?.to_bytes();
+            times.push(started.elapsed());
+            anyhow::ensure!(answer.starts_with(b"{"), "not an AdmissionReview answer");
+        }
+        Ok(times)
+    }
+
+    async fn connect(
+        &self,
+        ca_pem: &[u8],
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let addr = self
             .url
             .trim_start_matches("https://")
@@ -407,16 +444,18 @@ impl TestWebhook {
         for cert in rustls_pemfile_certs(ca_pem)? {
             roots.add(cert)?;
         }
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
         let stream = tokio::net::TcpStream::connect(&addr).await?;
+        stream.set_nodelay(true)?;
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
-        Ok(connector.connect(name, stream).await.is_ok())
+        Ok(connector.connect(name, stream).await?)
     }
 
     /// Removes the webhook configuration (best effort).
