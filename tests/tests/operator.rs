@@ -9,8 +9,8 @@
 //! `operator/RBAC.md`, so a missing permission fails here. Each test has its own namespace
 //! and an operator scoped to it.
 
-// Tests fail by panicking.
-#![allow(clippy::unwrap_used, clippy::panic)]
+// Tests fail by panicking; each scenario reads top to bottom as one story, so long.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::too_many_lines)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -740,4 +740,26 @@ async fn two_operator_processes_only_the_leader_reconciles_and_the_standby_takes
         Ok(())
     })
     .await;
+}
+
+#[test]
+fn the_binary_refuses_a_config_that_cannot_work_and_prints_the_crd() {
+    let binary = operator_binary().unwrap();
+    let output = Command::new(&binary)
+        .args(["run", "--metrics-listen", "127.0.0.1:0"])
+        .env_remove("POD_NAMESPACE")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--lease-namespace"), "{stderr}");
+
+    let crd = Command::new(&binary).arg("crd").output().unwrap();
+    assert!(crd.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&crd.stdout),
+        hookguard_tests::operator::CRD_YAML,
+        "crds/ is stale: run `make generate`"
+    );
 }
