@@ -72,7 +72,10 @@ pub async fn lead<F, Fut>(
         tokio::select! {
             () = shutdown.cancelled() => break,
             changed = leading.changed() => if changed.is_err() {
-                tracing::error!("leader election stopped; stopping the controller");
+                // The lease task ended on its own: without it this replica could neither lead
+                // nor know it does not. Stop the process; Kubernetes starts a fresh one.
+                tracing::error!("leader election stopped; shutting down");
+                shutdown.cancel();
                 break;
             },
         }
