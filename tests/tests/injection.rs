@@ -888,6 +888,8 @@ async fn admission_latency() {
         let pods: Api<Pod> = ns.api();
         let opted_in = pod(None, &labelled(), &[])?;
         let plain = pod(None, &[("app", "pay")], &[])?;
+        let connections = || hookguard_operator::admission::metrics::metrics().connections.get();
+        let connections_before = connections();
         let (with_p50, with_p99) = time_loop(200, || {
             let pods = pods.clone();
             let opted_in = opted_in.clone();
@@ -897,6 +899,7 @@ async fn admission_latency() {
             }
         })
         .await?;
+        let api_server_connections = connections() - connections_before;
         let (without_p50, without_p99) = time_loop(200, || {
             let pods = pods.clone();
             let plain = plain.clone();
@@ -913,7 +916,8 @@ async fn admission_latency() {
             "admission latency: handler p50 {handler_p50:?} p99 {handler_p99:?} (2000 reviews, 201 endpoints in the namespace's cache); \
              over HTTPS, one kept-alive connection: p50 {https_p50:?} p99 {https_p99:?} (2000); \
              dry-run pod create through the API server: with webhook p50 {with_p50:?} p99 {with_p99:?}, \
-             without (not opted in) p50 {without_p50:?} p99 {without_p99:?} (200 each)"
+             without (not opted in) p50 {without_p50:?} p99 {without_p99:?} (200 each); \
+             the API server opened {api_server_connections} TLS connections for its 200 calls"
         );
         webhook.unregister().await;
         Ok(())

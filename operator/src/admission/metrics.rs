@@ -35,6 +35,8 @@ pub struct AdmissionMetrics {
     pub duration: Histogram,
     /// `notAfter` of the serving certificate, Unix seconds.
     pub cert_expiry: Gauge,
+    /// TLS connections accepted (a rate close to the request rate means no keep-alive).
+    pub connections: Counter,
 }
 
 static METRICS: LazyLock<AdmissionMetrics> = LazyLock::new(|| AdmissionMetrics {
@@ -44,6 +46,7 @@ static METRICS: LazyLock<AdmissionMetrics> = LazyLock::new(|| AdmissionMetrics {
         0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
     ]),
     cert_expiry: Gauge::default(),
+    connections: Counter::default(),
 });
 
 /// The process-wide metrics.
@@ -68,6 +71,11 @@ pub fn register_metrics(registry: &mut Registry) {
         "hookguard_admission_duration_seconds",
         "Time the webhook took to answer one admission review",
         m.duration.clone(),
+    );
+    registry.register(
+        "hookguard_admission_connections",
+        "TLS connections the webhook accepted",
+        m.connections.clone(),
     );
     registry.register(
         "hookguard_webhook_cert_expiry_timestamp_seconds",

@@ -83,7 +83,10 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
+                Ok(Ok(tls)) => {
+                    super::metrics::metrics().connections.inc();
+                    tls
+                }
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "webhook TLS handshake failed");
                     return;
