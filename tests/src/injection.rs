@@ -590,3 +590,142 @@ pub fn remap_endpoint_files(config_dir: &Path, root: &Path) -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// Another mutating webhook, as a second admission controller in the cluster would be: it
+/// inserts an init container of its own at the front of every pod it sees (so the API server
+/// reinvokes Hookguard's webhook, whose sidecar must end up first again).
+pub struct OtherWebhook {
+    /// `https://127.0.0.1:<port>/other`.
+    pub url: String,
+    /// Its CA, for the caBundle.
+    pub ca_pem: Vec<u8>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for OtherWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtherWebhook")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Name of the init container [`OtherWebhook`] inserts.
+pub const OTHER_INIT_CONTAINER: &str = "other-init";
+
+impl OtherWebhook {
+    /// Serves on 127.0.0.1 with a CA of its own.
+    pub async fn start() -> anyhow::Result<OtherWebhook> {
+        use hookguard_operator::certs::{certified_key, issue_ca, issue_serving};
+        let now = std::time::SystemTime::now();
+        let ca = issue_ca(Duration::from_secs(3600), now)?;
+        let serving = issue_serving(
+            &ca.cert_pem,
+            &ca.key_pem,
+            &["127.0.0.1".to_owned()],
+            Duration::from_secs(3600),
+            now,
+        )?;
+        let resolver = std::sync::Arc::new(hookguard_operator::certs::CertResolver::default());
+        resolver.set(certified_key(&serving.cert_pem, &serving.key_pem)?);
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("https://{}/other", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(
+                        |request: hyper::Request<hyper::body::Incoming>| async move {
+                            use http_body_util::BodyExt as _;
+                            let body = request.into_body().collect().await?.to_bytes();
+                            let answer = other_answer(&body).unwrap_or_default();
+                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(answer),
+                            )))
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Ok(OtherWebhook {
+            url,
+            ca_pem: ca.cert_pem,
+            task,
+        })
+    }
+
+    /// Registers it as `name`, after Hookguard's (the API server orders configurations by
+    /// name), for `namespace` only.
+    pub async fn register(
+        &self,
+        client: &Client,
+        name: &str,
+        namespace: &str,
+    ) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        let configuration: MutatingWebhookConfiguration = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "webhooks": [{
+                "name": "other.example.com",
+                "clientConfig": {
+                    "url": self.url,
+                    "caBundle": base64::engine::general_purpose::STANDARD.encode(&self.ca_pem),
+                },
+                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                    "resources": ["pods"], "scope": "Namespaced"}],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "failurePolicy": "Fail", "sideEffects": "None", "timeoutSeconds": 5,
+                "reinvocationPolicy": "Never", "admissionReviewVersions": ["v1"],
+            }],
+        }))?;
+        Api::<MutatingWebhookConfiguration>::all(client.clone())
+            .create(&PostParams::default(), &configuration)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for OtherWebhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The other webhook's answer: insert [`OTHER_INIT_CONTAINER`] first, once.
+fn other_answer(body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    let review: serde_json::Value = serde_json::from_slice(body)?;
+    let request = &review["request"];
+    let init = &request["object"]["spec"]["initContainers"];
+    let container = json!({"name": OTHER_INIT_CONTAINER, "image": "other:test"});
+    let already = init
+        .as_array()
+        .is_some_and(|list| list.iter().any(|c| c["name"] == OTHER_INIT_CONTAINER));
+    let patch = if already {
+        json!([])
+    } else if init.is_array() {
+        json!([{"op": "add", "path": "/spec/initContainers/0", "value": container}])
+    } else {
+        json!([{"op": "add", "path": "/spec/initContainers", "value": [container]}])
+    };
+    Ok(serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "response": {
+            "uid": request["uid"], "allowed": true, "patchType": "JSONPatch",
+            "patch": base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&patch)?),
+        },
+    }))?)
+}

@@ -23,8 +23,9 @@ use hookguard_operator::certs::{CA_BUNDLE_FIELD_MANAGER, CertPair, issue_ca, iss
 use hookguard_tests::app::{TestApp, outcome_of};
 use hookguard_tests::control_plane::{TestNamespace, with_namespace};
 use hookguard_tests::injection::{
-    TestWebhook, TestWebhookOptions, create_endpoint, dry_run, ensure_crd, eventually,
-    injection_config, materialize_mounts, pod, remap_endpoint_files, sidecar_of,
+    OTHER_INIT_CONTAINER, OtherWebhook, TestWebhook, TestWebhookOptions, create_endpoint, dry_run,
+    ensure_crd, eventually, injection_config, materialize_mounts, pod, remap_endpoint_files,
+    sidecar_of,
 };
 use hookguard_tests::redis::RedisServer;
 use hookguard_tests::sidecar::sign_hex;
@@ -1099,6 +1100,54 @@ async fn two_replicas_agree_on_one_certificate() {
         );
         drop(second);
         first.unregister().await;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn another_webhook_after_ours_triggers_a_reinvocation_that_keeps_the_sidecar_first() {
+    with_namespace("inj-reinvoke", |ns| async move {
+        ensure_crd(&ns.client).await?;
+        create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
+        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
+        webhook.wait_reachable(&ns, "pay").await?;
+        let other = OtherWebhook::start().await?;
+        let other_name = format!("zz-other-{}", ns.name);
+        other.register(&ns.client, &other_name, &ns.name).await?;
+
+        let pods: Api<Pod> = ns.api();
+        let probe = pod(None, &labelled(), &[(ANNOTATION_ENDPOINTS, "pay")])?;
+        // Once the other webhook is in force, its container is in every pod; ours, reinvoked
+        // after it, puts the sidecar back in front.
+        eventually("the other webhook runs", Duration::from_secs(30), || {
+            let pods = pods.clone();
+            let probe = probe.clone();
+            async move {
+                let admitted = dry_run(&pods, &probe).await?;
+                Ok(admitted
+                    .spec
+                    .and_then(|s| s.init_containers)
+                    .is_some_and(|c| c.iter().any(|c| c.name == OTHER_INIT_CONTAINER)))
+            }
+        })
+        .await?;
+        let created = pods.create(&PostParams::default(), &probe).await?;
+        let names: Vec<String> = created
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(names, [SIDECAR_CONTAINER, OTHER_INIT_CONTAINER]);
+        check_sidecar(&created, "pay")?;
+
+        let _ = Api::<MutatingWebhookConfiguration>::all(ns.client.clone())
+            .delete(&other_name, &DeleteParams::default())
+            .await;
+        webhook.unregister().await;
         Ok(())
     })
     .await;
