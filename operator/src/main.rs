@@ -106,9 +106,10 @@ async fn serve(config: OperatorConfig, admission_args: AdmissionArgs) -> anyhow:
 
     let admission = tokio::spawn({
         let client = client.clone();
+        let namespaces = config.namespaces.clone();
         let shutdown = shutdown.clone();
         async move {
-            let result = admission::run(admission_args, client, shutdown.clone()).await;
+            let result = admission::run(admission_args, namespaces, client, shutdown.clone()).await;
             // Without its webhook a replica is not doing its job: stop it all.
             shutdown.cancel();
             result

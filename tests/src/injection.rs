@@ -310,6 +310,7 @@ impl TestWebhook {
             };
 
         let settings = AdmissionSettings {
+            watch_namespaces: Vec::new(),
             listen: listener.local_addr()?,
             namespace: operator_namespace.clone(),
             certs: CertSettings {

@@ -22,8 +22,6 @@ use hookguard_tests::control_plane::with_namespace;
 const RELEASE: &str = "hookguard";
 
 #[tokio::test]
-#[ignore = "fails until the admission webhook's WebhookEndpoint cache honours --namespace: \
-            operator/src/admission/mod.rs lists WebhookEndpoints cluster-wide (403 in this mode)"]
 async fn namespaced_operator_reconciles_and_injects_with_only_namespaced_rights() {
     with_namespace("chart-operator-ns", |ns| async move {
         let plane = ns.plane;

@@ -110,9 +110,62 @@ fn denied(response: AdmissionResponse, error: &RenderError) -> Decision {
     }
 }
 
+/// The `WebhookEndpoints` the webhook answers from: one reflector store for the whole cluster,
+/// or one per watched namespace.
+#[derive(Clone)]
+pub struct EndpointCache {
+    scopes: Vec<(Option<String>, Store<WebhookEndpoint>)>,
+}
+
+impl EndpointCache {
+    /// A cache of per-scope stores; a `None` scope covers every namespace.
+    pub fn scoped(scopes: Vec<(Option<String>, Store<WebhookEndpoint>)>) -> EndpointCache {
+        EndpointCache { scopes }
+    }
+
+    /// The store that holds `namespace`'s endpoints, if that namespace is watched.
+    fn for_namespace(&self, namespace: &str) -> Option<&Store<WebhookEndpoint>> {
+        self.scopes
+            .iter()
+            .find(|(scope, _)| scope.as_deref().is_none_or(|scope| scope == namespace))
+            .map(|(_, store)| store)
+    }
+
+    fn watched(&self) -> String {
+        let names: Vec<&str> = self
+            .scopes
+            .iter()
+            .filter_map(|(scope, _)| scope.as_deref())
+            .collect();
+        names.join(", ")
+    }
+}
+
+impl std::fmt::Debug for EndpointCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scopes: Vec<&str> = self
+            .scopes
+            .iter()
+            .map(|(scope, _)| scope.as_deref().unwrap_or("*"))
+            .collect();
+        f.debug_struct("EndpointCache")
+            .field("scopes", &scopes)
+            .finish()
+    }
+}
+
+impl From<Store<WebhookEndpoint>> for EndpointCache {
+    /// One store covering every namespace.
+    fn from(store: Store<WebhookEndpoint>) -> EndpointCache {
+        EndpointCache {
+            scopes: vec![(None, store)],
+        }
+    }
+}
+
 /// The webhook: the cache, what to inject and how to report.
 pub struct Webhook {
-    endpoints: Store<WebhookEndpoint>,
+    endpoints: EndpointCache,
     config: InjectionConfig,
     operator_namespace: String,
     recorder: Option<Recorder>,
@@ -132,14 +185,14 @@ impl Webhook {
     /// A webhook answering from `endpoints`; `recorder` publishes Warning events (none in
     /// benchmarks); a review waits up to `cache_wait` for the cache's first list.
     pub fn new(
-        endpoints: Store<WebhookEndpoint>,
+        endpoints: impl Into<EndpointCache>,
         config: InjectionConfig,
         operator_namespace: String,
         recorder: Option<Recorder>,
         cache_wait: Duration,
     ) -> Webhook {
         Webhook {
-            endpoints,
+            endpoints: endpoints.into(),
             config,
             operator_namespace,
             recorder,
@@ -193,9 +246,22 @@ impl Webhook {
                 skipped: None,
             };
         }
+        let Some(store) = self.endpoints.for_namespace(namespace) else {
+            let message = format!(
+                "Hookguard serves only the namespaces {}; namespace {namespace} is not one of them: \
+                 ask the platform team to add it to the operator's --namespace, or remove the \
+                 hookguard.dev/inject label",
+                self.endpoints.watched()
+            );
+            return Decision {
+                response: AdmissionResponse::from(request).deny(&message),
+                result: "denied",
+                skipped: Some(("NamespaceNotWatched", message)),
+            };
+        };
         // Resolves at once after the first list; before it an empty cache would wrongly
         // report every named endpoint missing.
-        let ready = tokio::time::timeout(self.cache_wait, self.endpoints.wait_until_ready());
+        let ready = tokio::time::timeout(self.cache_wait, store.wait_until_ready());
         {
             if !matches!(ready.await, Ok(Ok(()))) {
                 let message = "the Hookguard operator is starting and has not loaded the WebhookEndpoints yet: create the pod again in a few seconds";
@@ -206,9 +272,8 @@ impl Webhook {
                 };
             }
         }
-        let endpoints: Vec<Arc<WebhookEndpoint>> = self
-            .endpoints
-            .state_filter(|ep| ep.metadata.namespace.as_deref() == Some(namespace));
+        let endpoints: Vec<Arc<WebhookEndpoint>> =
+            store.state_filter(|ep| ep.metadata.namespace.as_deref() == Some(namespace));
         let endpoints: Vec<&WebhookEndpoint> = endpoints.iter().map(AsRef::as_ref).collect();
         admit(request, &endpoints, &self.config)
     }
@@ -327,6 +392,32 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("\"pay\"")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_namespace_outside_the_watched_ones_is_denied_with_what_to_do() {
+        let (reader, mut writer) = reflector::store::<WebhookEndpoint>();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let mut scoped = webhook(true);
+        scoped.endpoints = EndpointCache::scoped(vec![(Some("shop".into()), reader)]);
+        let outside = answer(&scoped, &review("billing")).await;
+        assert_eq!(outside["allowed"], false, "{outside}");
+        let message = outside["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("shop")
+                && message.contains("billing")
+                && message.contains("--namespace"),
+            "{message}"
+        );
+        let inside = answer(&scoped, &review("shop")).await;
+        assert!(
+            inside["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("\"pay\""),
+            "{inside}"
         );
     }
 

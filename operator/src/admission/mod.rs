@@ -117,6 +117,9 @@ pub struct AdmissionSettings {
     pub certs: CertSettings,
     /// What to inject.
     pub injection: InjectionConfig,
+    /// Namespaces whose `WebhookEndpoints` the webhook reads; empty: all. The operator's
+    /// `--namespace`: a namespace-scoped install may not list cluster-wide.
+    pub watch_namespaces: Vec<String>,
 }
 
 /// A flag that cannot be used.
@@ -193,6 +196,7 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
         let service = &args.webhook_service;
         let namespace = &args.webhook_namespace;
         Ok(AdmissionSettings {
+            watch_namespaces: Vec::new(),
             listen,
             namespace: namespace.clone(),
             certs: CertSettings {
@@ -232,13 +236,16 @@ pub enum AdmissionError {
     Serve(#[from] server::ServeError),
 }
 
-/// Serves the admission webhook until `shutdown`.
+/// Serves the admission webhook until `shutdown`, reading the `WebhookEndpoints` of
+/// `watch_namespaces` (empty: all namespaces).
 pub async fn run(
     args: AdmissionArgs,
+    watch_namespaces: Vec<String>,
     client: kube::Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let settings = AdmissionSettings::try_from(args).map_err(AdmissionError::from)?;
+    let mut settings = AdmissionSettings::try_from(args).map_err(AdmissionError::from)?;
+    settings.watch_namespaces = watch_namespaces;
     serve(settings, client, shutdown).await?;
     Ok(())
 }
@@ -261,24 +268,43 @@ pub async fn serve_on(
     shutdown: CancellationToken,
 ) -> Result<(), AdmissionError> {
     let metrics = metrics::metrics();
-    let (reader, writer) = reflector::store::<WebhookEndpoint>();
-    let endpoints: Api<WebhookEndpoint> = Api::all(client.clone());
-    let cache = watcher(endpoints, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
-        .for_each(|event| async move {
-            if let Err(error) = event {
-                tracing::warn!(error = %crate::certs::format_chain(&error), "WebhookEndpoint watch failed; retrying");
+    // One reflector per watched namespace (or one for the cluster): a namespace-scoped
+    // install has no right to list WebhookEndpoints cluster-wide.
+    let scopes: Vec<Option<String>> = if settings.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings
+            .watch_namespaces
+            .iter()
+            .cloned()
+            .map(Some)
+            .collect()
+    };
+    let mut stores = Vec::new();
+    for scope in scopes {
+        let (reader, writer) = reflector::store::<WebhookEndpoint>();
+        let endpoints: Api<WebhookEndpoint> = match &scope {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        };
+        let cache = watcher(endpoints, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects()
+            .for_each(|event| async move {
+                if let Err(error) = event {
+                    tracing::warn!(error = %crate::certs::format_chain(&error), "WebhookEndpoint watch failed; retrying");
+                }
+            });
+        let cache_stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = cache => {}
+                () = cache_stop.cancelled() => {}
             }
         });
-    let cache_stop = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = cache => {}
-            () = cache_stop.cancelled() => {}
-        }
-    });
+        stores.push((scope, reader));
+    }
 
     let resolver = Arc::new(CertResolver::default());
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -305,7 +331,7 @@ pub async fn serve_on(
         },
     );
     let webhook = Arc::new(handler::Webhook::new(
-        reader,
+        handler::EndpointCache::scoped(stores),
         settings.injection,
         settings.namespace,
         Some(recorder),
