@@ -257,6 +257,7 @@ pub fn injection_config(store: &str) -> InjectionConfig {
         image_pull_policy: "IfNotPresent".into(),
         store: store.into(),
         store_password: None,
+        store_cluster: false,
         resources: SidecarResources {
             cpu_request: Some("10m".into()),
             memory_request: Some("16Mi".into()),
@@ -332,6 +333,7 @@ impl TestWebhook {
             },
             injection: InjectionConfig {
                 store_password: options.store_password.clone(),
+                store_cluster: false,
                 ..injection_config(&options.store)
             },
         };

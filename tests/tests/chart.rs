@@ -216,7 +216,7 @@ async fn schema_refuses_wrong_values_with_a_message() {
             ),
             (
                 &["--set", "redis.mode=sentinel"],
-                &["/redis/mode", "value must be 'standalone'"],
+                &["/redis/mode", "value must be one of 'standalone', 'cluster'"],
             ),
             (
                 &["--set", "rbac.namespaced=true"],
@@ -273,6 +273,49 @@ async fn schema_refuses_wrong_values_with_a_message() {
         ensure!(
             stderr.contains("set either redis.url (an existing Redis) or redis.bundled.enabled=true (a trial Redis), not both"),
             "{stderr}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redis_cluster_reaches_the_operator_and_the_bundled_redis_cannot_be_one() {
+    with_namespace("chart-redis-cluster", |ns| async move {
+        let chart = chart_arg()?;
+        let out = ns.plane.run_helm(&[
+            "template",
+            "schema-test",
+            &chart,
+            "--set",
+            "redis.mode=cluster",
+        ])?;
+        let stderr = failure(
+            "helm template with a cluster mode on the bundled Redis",
+            &out,
+        )?;
+        ensure!(
+            stderr.contains("the bundled Redis is a single node"),
+            "{stderr}"
+        );
+        // A cluster of seed nodes reaches the injected sidecars.
+        let rendered = template(
+            ns.plane,
+            "schema-test",
+            &ns.name,
+            &[
+                "--set",
+                "redis.mode=cluster",
+                "--set",
+                "redis.bundled.enabled=false",
+                "--set",
+                "redis.url=redis://a.data:6379\\,redis://b.data:6379",
+            ],
+        )?;
+        ensure!(
+            rendered.contains("--sidecar-store=redis://a.data:6379,redis://b.data:6379")
+                && rendered.contains("--sidecar-store-mode=cluster"),
+            "the operator gets the cluster store"
         );
         Ok(())
     })

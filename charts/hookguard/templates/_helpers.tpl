@@ -139,6 +139,9 @@ Deployment, so every render runs it.
 {{- if and $redis.url (not $redis.tls) (hasPrefix "rediss://" $redis.url) }}
 {{- fail "redis.url starts with rediss:// (TLS): set redis.tls=true as well" }}
 {{- end }}
+{{- if and (eq $redis.mode "cluster") $redis.bundled.enabled }}
+{{- fail "redis.mode=cluster needs redis.url pointing at a Redis Cluster: the bundled Redis is a single node" }}
+{{- end }}
 {{- if and .Values.rbac.namespaced (not .Values.watchNamespaces) }}
 {{- fail "rbac.namespaced=true needs watchNamespaces: the namespaces the operator may watch and inject into" }}
 {{- end }}

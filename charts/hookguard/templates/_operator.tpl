@@ -28,6 +28,9 @@ The operator's command line, environment and volumes. The flag names are the ope
 - --sidecar-image={{ include "hookguard.sidecarImage" . }}
 - --sidecar-image-pull-policy={{ .Values.sidecar.image.pullPolicy }}
 - --sidecar-store={{ include "hookguard.redisURL" . }}
+{{- if eq .Values.redis.mode "cluster" }}
+- --sidecar-store-mode=cluster
+{{- end }}
 {{- with .Values.redis.passwordSecret.name }}
 - --sidecar-store-password-secret={{ . }}/{{ $.Values.redis.passwordSecret.key }}
 {{- end }}

@@ -344,6 +344,7 @@ mod tests {
             image_pull_policy: "IfNotPresent".into(),
             store: "memory".into(),
             store_password: None,
+            store_cluster: false,
             resources: SidecarResources::default(),
         };
         Webhook::new(

@@ -89,6 +89,10 @@ pub struct AdmissionArgs {
     /// The sidecars' dedup store: `memory` or a redis:// / rediss:// URL without password.
     #[arg(long, env = "HOOKGUARD_SIDECAR_STORE", default_value = "memory")]
     pub sidecar_store: String,
+    /// The sidecars' store layout: `standalone`, or `cluster` for a Redis Cluster (then
+    /// --sidecar-store may list several seed URLs, comma-separated).
+    #[arg(long, env = "HOOKGUARD_SIDECAR_STORE_MODE", default_value = "standalone", value_parser = ["standalone", "cluster"])]
+    pub sidecar_store_mode: String,
     /// `name/key` of a Secret in each pod's namespace holding the store's password.
     #[arg(long, env = "HOOKGUARD_SIDECAR_STORE_PASSWORD_SECRET")]
     pub sidecar_store_password_secret: Option<String>,
@@ -154,10 +158,22 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
         let validity = duration("cert-validity", &args.cert_validity)?;
         let ca_validity = duration("ca-validity", &args.ca_validity)?;
         let store = args.sidecar_store.clone();
-        if store != "memory" && !store.starts_with("redis://") && !store.starts_with("rediss://") {
+        let store_cluster = args.sidecar_store_mode == "cluster";
+        let redis_urls = store
+            .split(',')
+            .all(|url| url.trim().starts_with("redis://") || url.trim().starts_with("rediss://"));
+        if store != "memory" && !(redis_urls && (store_cluster || !store.contains(','))) {
             return Err(bad(
                 "sidecar-store",
-                "expected `memory` or a URL like redis://host:6379/0".into(),
+                "expected `memory` or a URL like redis://host:6379/0 (several, comma-separated, \
+                 only with --sidecar-store-mode cluster)"
+                    .into(),
+            ));
+        }
+        if store_cluster && store == "memory" {
+            return Err(bad(
+                "sidecar-store-mode",
+                "cluster needs a Redis --sidecar-store such as redis://host:6379".into(),
             ));
         }
         let store_password = match &args.sidecar_store_password_secret {
@@ -219,6 +235,7 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
                 image_pull_policy: args.sidecar_image_pull_policy,
                 store,
                 store_password,
+                store_cluster,
                 resources,
             },
         })

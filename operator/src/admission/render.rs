@@ -44,6 +44,8 @@ pub struct InjectionConfig {
     pub store: String,
     /// A Secret (`name`, `key`) in the pod's namespace holding the store's password.
     pub store_password: Option<(String, String)>,
+    /// A Redis Cluster (`store` then lists seed nodes, comma-separated).
+    pub store_cluster: bool,
     /// Default resources of the sidecar.
     pub resources: SidecarResources,
 }
@@ -351,6 +353,13 @@ fn store_env(config: &InjectionConfig) -> Vec<EnvVar> {
         value: Some(config.store.clone()),
         value_from: None,
     }];
+    if config.store_cluster && config.store != "memory" {
+        vars.push(EnvVar {
+            name: env::STORE_MODE.to_owned(),
+            value: Some("cluster".to_owned()),
+            value_from: None,
+        });
+    }
     if let Some((secret, key)) = &config.store_password
         && config.store != "memory"
     {

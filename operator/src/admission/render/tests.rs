@@ -11,6 +11,7 @@ fn config() -> InjectionConfig {
         image_pull_policy: "IfNotPresent".into(),
         store: "redis://redis:6379/0".into(),
         store_password: Some(("redis".into(), "password".into())),
+        store_cluster: false,
         resources: SidecarResources {
             cpu_request: Some("10m".into()),
             memory_request: Some("16Mi".into()),
@@ -133,6 +134,24 @@ fn injects_a_native_sidecar_first_with_volumes_and_a_locked_down_context() {
         ("redis", "password")
     );
     assert!(out.metadata.annotations.as_ref().unwrap()[ANNOTATION_INJECTED].starts_with("sha256:"));
+    assert!(
+        env.iter().all(|e| e.name != "HOOKGUARD_STORE_MODE"),
+        "standalone is the sidecar's default"
+    );
+}
+
+#[test]
+fn a_cluster_store_is_passed_to_the_sidecar() {
+    let config = InjectionConfig {
+        store_cluster: true,
+        ..config()
+    };
+    let store_env = store_env(&config);
+    let mode = store_env
+        .iter()
+        .find(|e| e.name == "HOOKGUARD_STORE_MODE")
+        .unwrap();
+    assert_eq!(mode.value.as_deref(), Some("cluster"));
 }
 
 #[test]
