@@ -321,6 +321,39 @@ async fn deleted_children_come_back_and_secret_ref_waits_for_its_secret() {
             ["k2"]
         );
 
+        // A Secret already named like the generated one, but someone else's: left alone.
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "taken-signing"}, "stringData": {"mine": "keep me"},
+                }))?,
+            )
+            .await?;
+        api.create(
+            &PostParams::default(),
+            &endpoint("taken", &generic_spec("/taken", 8080, ""))?,
+        )
+        .await?;
+        let blocked = wait_condition(&api, "taken", "SecretReady", "False", READY_WITHIN).await?;
+        let (_, reason, message) = condition(&blocked, "SecretReady").unwrap();
+        assert_eq!(reason, "SecretNotOwned");
+        assert!(
+            message.contains("taken-signing") && message.contains("secretRef"),
+            "{message}"
+        );
+        let untouched = secrets.get("taken-signing").await?;
+        assert_eq!(
+            secret_keys(&untouched).keys().collect::<Vec<_>>(),
+            ["mine"],
+            "not overwritten"
+        );
+        // Its owner deletes it: the endpoint gets its own, without waiting for a retry.
+        secrets
+            .delete("taken-signing", &DeleteParams::default())
+            .await?;
+        wait_condition(&api, "taken", "Ready", "True", Duration::from_secs(15)).await?;
+
         // secretRef to a Secret that does not exist yet.
         let spec = generic_spec(
             "/byref",

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt as _, StreamExt as _};
 use hookguard_api::crd::{WebhookEndpoint, WebhookEndpointStatus};
-use hookguard_api::names::{LABEL_MANAGED_BY, MANAGED_BY, sidecar_config_name};
+use hookguard_api::names::{
+    LABEL_MANAGED_BY, MANAGED_BY, sidecar_config_name, signing_secret_name,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
@@ -241,7 +243,8 @@ pub async fn run(
         .await;
 }
 
-/// The endpoints in the cache whose `secretRef` names `secret`.
+/// The endpoints in the cache whose `secretRef` names `secret`, or whose generated Secret's
+/// name a foreign Secret occupies (its deletion must free the endpoint at once).
 fn endpoints_referencing(
     store: &Store<DeserializeGuard<WebhookEndpoint>>,
     secret: &Secret,
@@ -254,13 +257,13 @@ fn endpoints_referencing(
         .iter()
         .filter_map(|guard| guard.0.as_ref().ok())
         .filter(|endpoint| endpoint.metadata.namespace.as_ref() == Some(namespace))
-        .filter(|endpoint| {
-            endpoint
-                .spec
-                .secret
-                .secret_ref
-                .as_ref()
-                .is_some_and(|reference| &reference.name == name)
+        .filter(|endpoint| match &endpoint.spec.secret.secret_ref {
+            Some(reference) => &reference.name == name,
+            None => endpoint
+                .metadata
+                .name
+                .as_deref()
+                .is_some_and(|endpoint| &signing_secret_name(endpoint) == name),
         })
         .filter_map(|endpoint| {
             Some(ObjectRef::new(endpoint.metadata.name.as_deref()?).within(namespace))
@@ -454,6 +457,27 @@ async fn reconcile_keys(
             grace_period,
             every,
         } => {
+            // A Secret of that name that this endpoint does not control is someone's data:
+            // never overwrite it. (A new endpoint of an old name also waits here until the
+            // garbage collector has removed the old endpoint's Secret.)
+            if let Some(existing) = &fetched.generated
+                && !controlled_by(existing, reference)
+            {
+                let secret_name = signing_secret_name(&validated.name);
+                return Ok(Keys {
+                    check: Check::failed(
+                        "SecretNotOwned",
+                        format!(
+                            "Secret {secret_name} exists and is not managed by this endpoint; \
+                             Hookguard does not overwrite it: delete or rename it, or use it with \
+                             spec.secret.secretRef"
+                        ),
+                    ),
+                    secret_name: None,
+                    ring: None,
+                    next_change: None,
+                });
+            }
             let plan = plan_keys(
                 validated,
                 previous,
@@ -507,6 +531,19 @@ async fn reconcile_keys(
             })
         }
     }
+}
+
+/// Whether `object` names the endpoint behind `owner` (by UID) as its controller.
+fn controlled_by(object: &impl kube::Resource, owner: &ObjectReference) -> bool {
+    object
+        .meta()
+        .owner_references
+        .as_ref()
+        .is_some_and(|references| {
+            references
+                .iter()
+                .any(|r| r.controller == Some(true) && Some(&r.uid) == owner.uid.as_ref())
+        })
 }
 
 fn was_ready(status: Option<&WebhookEndpointStatus>) -> bool {
