@@ -5,7 +5,6 @@
 //! format the reconciler writes.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,26 +30,7 @@ use crate::control_plane::{ControlPlane, TestNamespace};
 /// The sidecar image the test webhook injects (never pulled: there is no kubelet).
 pub const TEST_IMAGE: &str = "hookguard-sidecar:test";
 
-/// Polls `check` every 100 ms until it returns true, or fails after `timeout` with the last
-/// error.
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last = match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => "condition not met".to_owned(),
-            Err(err) => format!("{err:#}"),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!("timed out after {timeout:?} waiting until {what} ({last})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use crate::wait::eventually;
 
 /// Applies the `WebhookEndpoint` CRD (idempotent) and waits until it is established.
 pub async fn ensure_crd(client: &Client) -> anyhow::Result<()> {

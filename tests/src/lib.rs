@@ -11,3 +11,4 @@ pub mod net;
 pub mod operator;
 pub mod redis;
 pub mod sidecar;
+pub mod wait;

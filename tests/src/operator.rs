@@ -10,7 +10,6 @@
 //! `target/<profile>/hookguard-operator` next to the test executable.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -294,26 +293,7 @@ pub async fn children(ns: &TestNamespace, name: &str) -> anyhow::Result<(Secret,
     Ok((secret, config_map))
 }
 
-/// Polls `check` every 200 ms until it returns true, or fails after `timeout` with the last
-/// error.
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last = match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => "condition not met".to_owned(),
-            Err(err) => format!("{err:#}"),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting until {what} ({last})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+pub use crate::wait::eventually;
 
 /// Builds the operator binary (once per test binary) and returns its path.
 pub fn operator_binary() -> anyhow::Result<PathBuf> {

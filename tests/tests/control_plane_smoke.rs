@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use futures::StreamExt as _;
 use hookguard_tests::control_plane::{K8S_VERSION, TestNamespace, with_namespace};
+use hookguard_tests::wait::eventually;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -98,27 +99,6 @@ async fn ensure_widget_crd(client: &Client) -> anyhow::Result<()> {
         },
     )
     .await
-}
-
-/// Polls `check` every 200 ms until it returns true, or fails after `timeout` with the last
-/// error.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last = match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => "condition not met".to_owned(),
-            Err(err) => format!("{err:#}"),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting until {what} ({last})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The next watch event, within 30 s.
