@@ -293,7 +293,8 @@ pub struct Endpoint {
     pub max_body_size: u64,
     /// What to do when the store is unavailable.
     pub store_unavailable: StoreUnavailable,
-    /// Also deduplicate on the body hash (schemes that sign neither ID nor timestamp).
+    /// Also deduplicate on the body hash: the delivery ID is not signed (schemes that sign
+    /// neither ID nor timestamp, or an `idempotencyKey.header` override).
     pub dedup_on_body: bool,
     /// The files this endpoint was read from, watched for changes.
     pub secret_dir: PathBuf,
@@ -560,6 +561,10 @@ pub fn validate(file: &Path, raw: EndpointConfig) -> Result<Endpoint, ConfigErro
     let (tolerance, window) = replay_durations(file, &raw.replay)?;
 
     let key_source = key_source(file, raw.idempotency_key)?;
+    // A delivery ID from a header is signed by no scheme: with one, a captured delivery could be
+    // replayed under fresh IDs within the tolerance, so the body hash is claimed too.
+    let dedup_on_body =
+        !raw.scheme.signs_id_or_timestamp() || matches!(key_source, Some(KeySource::Header(_)));
 
     let max_body_size =
         parse_size(&raw.max_body_size).map_err(|e| field("maxBodySize", e.to_string()))?;
@@ -602,7 +607,7 @@ pub fn validate(file: &Path, raw: EndpointConfig) -> Result<Endpoint, ConfigErro
         event_types: raw.event_types,
         max_body_size,
         store_unavailable: raw.store_unavailable,
-        dedup_on_body: !raw.scheme.signs_id_or_timestamp(),
+        dedup_on_body,
         secret_dir,
     })
 }

@@ -306,6 +306,9 @@ fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// How far ahead of the bytes received a body buffer is reserved.
+const PREALLOCATE_AHEAD: usize = 64 << 10;
+
 /// Reads the whole body, refusing it as soon as it passes `limit`. A body that arrives in
 /// one frame (the usual case for small deliveries) is kept as it is, without a copy.
 async fn read_body<B>(body: B, limit: u64, declared: Option<u64>) -> Result<Bytes, Outcome>
@@ -333,10 +336,13 @@ where
         match (&mut first, &mut rest) {
             (None, _) => first = Some(data),
             (Some(head), None) => {
+                // Trust a declared length only up to 64 KiB ahead of what arrived: an
+                // unverified sender must not make the sidecar reserve the whole limit.
                 let capacity = declared
                     .and_then(|d| usize::try_from(d).ok())
                     .unwrap_or(length)
-                    .clamp(length, limit);
+                    .clamp(length, limit)
+                    .min(length + PREALLOCATE_AHEAD);
                 let mut buffer = BytesMut::with_capacity(capacity);
                 buffer.extend_from_slice(head);
                 buffer.extend_from_slice(&data);

@@ -217,3 +217,27 @@ fn flag_defaults_make_valid_settings() {
     assert!(matches!(settings.store, StoreSettings::Memory(_)));
     assert_eq!(settings.store_timeout, Duration::from_millis(250));
 }
+
+#[test]
+fn an_unsigned_delivery_id_header_binds_dedup_to_the_body_even_on_signed_schemes() {
+    let body_bound = |edit: fn(&mut Value)| {
+        let (_dir, endpoints) = setup(edit);
+        load_endpoints(&endpoints)
+            .unwrap()
+            .route("/webhooks/payments")
+            .unwrap()
+            .dedup_on_body
+    };
+    assert!(
+        !body_bound(|c| c["scheme"] = json!("Slack")),
+        "Slack's /event_id is in the signed body"
+    );
+    assert!(body_bound(|c| {
+        c["scheme"] = json!("Slack");
+        c["idempotencyKey"] = json!({"header": "X-Request-Id"});
+    }));
+    assert!(!body_bound(|c| {
+        c["scheme"] = json!("Slack");
+        c["idempotencyKey"] = json!({"jsonPointer": "/event/id"});
+    }));
+}
