@@ -354,6 +354,40 @@ async fn deleted_children_come_back_and_secret_ref_waits_for_its_secret() {
             .await?;
         wait_condition(&api, "taken", "Ready", "True", Duration::from_secs(15)).await?;
 
+        // Likewise a ConfigMap of the sidecar config's name, e.g. a deleted namesake's not yet
+        // collected: its endpoint ID is not adopted and it is not overwritten.
+        config_maps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "namesake-sidecar"},
+                    "data": {"endpoint.json": "{\"endpointId\": \"someone-elses-id\"}"},
+                }))?,
+            )
+            .await?;
+        api.create(
+            &PostParams::default(),
+            &endpoint("namesake", &generic_spec("/namesake", 8080, ""))?,
+        )
+        .await?;
+        let blocked =
+            wait_condition(&api, "namesake", "ConfigReady", "False", READY_WITHIN).await?;
+        let (_, reason, message) = condition(&blocked, "ConfigReady").unwrap();
+        assert_eq!(reason, "ConfigNotOwned");
+        assert!(message.contains("namesake-sidecar"), "{message}");
+        assert_eq!(condition(&blocked, "Ready").unwrap().0, "False");
+        let status = blocked.status.clone().unwrap();
+        assert_ne!(
+            status.endpoint_id.as_deref(),
+            Some("someone-elses-id"),
+            "no adopted dedup records"
+        );
+        let untouched = config_maps.get("namesake-sidecar").await?;
+        assert!(
+            untouched.data.unwrap()["endpoint.json"].contains("someone-elses-id"),
+            "not overwritten"
+        );
+
         // secretRef to a Secret that does not exist yet.
         let spec = generic_spec(
             "/byref",

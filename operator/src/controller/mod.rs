@@ -70,6 +70,9 @@ pub enum Error {
     /// The `secretRef` Secret or key is missing.
     #[error("{0}")]
     SecretRef(String),
+    /// A child's name is taken by an object this endpoint does not control.
+    #[error("{0}")]
+    NotOwned(String),
     /// Step 3: key material could not be generated.
     #[error("generating a signing key: {0}")]
     Random(getrandom::Error),
@@ -92,6 +95,7 @@ impl Error {
             Error::Fetch(_) => "fetch",
             Error::Validate(_) => "validate",
             Error::SecretRef(_) => "secret_ref",
+            Error::NotOwned(_) => "not_owned",
             Error::Random(_) => "random",
             Error::Build(_) => "build",
             Error::Apply(_) => "apply",
@@ -104,7 +108,7 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Error::Malformed(_) | Error::Validate(_) | Error::SecretRef(_)
+            Error::Malformed(_) | Error::Validate(_) | Error::SecretRef(_) | Error::NotOwned(_)
         )
     }
 }
@@ -383,7 +387,15 @@ async fn reconcile_endpoint(
         }
     };
 
-    let endpoint_id = endpoint_id(previous, fetched.config_map.as_ref())?;
+    // A ConfigMap of that name that this endpoint does not control is someone else's, or a
+    // deleted namesake's not yet collected: neither adopt its endpoint ID (that would inherit
+    // another endpoint's dedup records, and answer new deliveries as duplicates) nor
+    // overwrite it.
+    let owned_config = fetched
+        .config_map
+        .as_ref()
+        .filter(|config_map| controlled_by(*config_map, &reference));
+    let endpoint_id = endpoint_id(previous, owned_config)?;
     let Keys {
         check: secret_check,
         secret_name,
@@ -391,38 +403,51 @@ async fn reconcile_endpoint(
         next_change,
     } = reconcile_keys(context, &reference, &validated, previous, &fetched, now).await?;
 
-    let config_map = build_config_map(&validated, &endpoint_id).map_err(Error::Build)?;
-    apply::apply_config_map(client, &config_map).await?;
+    let config_name = sidecar_config_name(&validated.name);
+    let config_check = if fetched.config_map.is_some() && owned_config.is_none() {
+        Check::failed(
+            "ConfigNotOwned",
+            format!(
+                "ConfigMap {config_name} exists and is not managed by this endpoint; Hookguard \
+                 does not overwrite it: delete or rename it"
+            ),
+        )
+    } else {
+        let config_map = build_config_map(&validated, &endpoint_id).map_err(Error::Build)?;
+        apply::apply_config_map(client, &config_map).await?;
+        Check::ok("Rendered", format!("ConfigMap {config_name} is applied"))
+    };
     let status = build_status(&Observed {
         previous,
         generation: validated.generation,
         endpoint_id: Some(endpoint_id),
         secret_name,
-        config_name: Some(sidecar_config_name(&validated.name)),
+        config_name: Some(config_name),
         ring: ring.as_ref(),
         secret: secret_check.clone(),
-        config: Check::ok(
-            "Rendered",
-            format!(
-                "ConfigMap {} is applied",
-                sidecar_config_name(&validated.name)
-            ),
-        ),
+        config: config_check.clone(),
         now,
     });
-    let became_ready = !was_ready(previous) && secret_check.ok;
+    let became_ready = !was_ready(previous) && secret_check.ok && config_check.ok;
     status::apply_status(client, &namespace, &name, &status).await?;
 
+    for check in [&secret_check, &config_check] {
+        if !check.ok {
+            context
+                .event(
+                    &reference,
+                    EventType::Warning,
+                    check.reason,
+                    check.message.clone(),
+                )
+                .await;
+        }
+    }
     if !secret_check.ok {
-        context
-            .event(
-                &reference,
-                EventType::Warning,
-                secret_check.reason,
-                secret_check.message.clone(),
-            )
-            .await;
         return Err(Error::SecretRef(secret_check.message));
+    }
+    if !config_check.ok {
+        return Err(Error::NotOwned(config_check.message));
     }
     if became_ready {
         tracing::info!(%namespace, %name, "endpoint ready");
