@@ -135,7 +135,7 @@ impl Forwarder {
         endpoint: &Endpoint,
         parts: Parts,
         body: Bytes,
-        delivery_id: &str,
+        delivery_id: Option<&str>,
         peer: SocketAddr,
     ) -> Result<Request<Full<Bytes>>, http::Error> {
         let path = endpoint
@@ -176,7 +176,9 @@ impl Forwarder {
         if !headers.contains_key(&X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         }
-        headers.insert(HEADER_DELIVERY_ID, HeaderValue::try_from(delivery_id)?);
+        if let Some(delivery_id) = delivery_id {
+            headers.insert(HEADER_DELIVERY_ID, HeaderValue::try_from(delivery_id)?);
+        }
         headers.insert(
             HEADER_ENDPOINT,
             HeaderValue::try_from(endpoint.name.as_str())?,

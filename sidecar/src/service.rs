@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use hookguard_api::StoreUnavailable;
 
 use crate::config::{Endpoint, Endpoints};
-use crate::dedup::{ClaimOutcome, DedupStore, DeliveryKeys, Store};
+use crate::dedup::{Claim, ClaimOutcome, DedupStore, DeliveryKeys, Store};
 use crate::forward::{Background, Forwarder};
 use crate::metrics::{EndpointMetrics, Metrics, StoreOperation};
 use crate::rescue::{Outcome, ProxyBody, answer};
@@ -224,6 +224,13 @@ impl Sidecar {
         let delivery = Delivery::new(&parts.headers, &body);
         let delivery_id = match endpoint.verifier.delivery_id(&delivery) {
             Ok(id) => id.into_owned(),
+            // Slack's URL verification is signed but no event, so it has no event ID; the app
+            // answers its challenge, which is idempotent: forwarded without a claim.
+            Err(_) if endpoint.verifier.is_handshake(&delivery) => {
+                drop(delivery);
+                let (outcome, response) = self.send(route, parts, body, None, peer, None).await;
+                return (outcome, None, response);
+            }
             Err(rejection) => {
                 tracing::debug!(endpoint = %endpoint.name, reason = %rejection, "rejected");
                 return end(rejection_outcome(&rejection), None);
@@ -262,9 +269,26 @@ impl Sidecar {
             }
         };
 
+        let (outcome, response) = self
+            .send(route, parts, body, Some(&delivery_id), peer, claim)
+            .await;
+        (outcome, Some(delivery_id), response)
+    }
+
+    /// Forwards a verified request to the app and settles `claim` by its answer.
+    async fn send(
+        &self,
+        route: &Route,
+        parts: http::request::Parts,
+        body: Bytes,
+        delivery_id: Option<&str>,
+        peer: SocketAddr,
+        claim: Option<Claim>,
+    ) -> (Outcome, Response<ProxyBody>) {
+        let endpoint = &route.endpoint;
         let request = self
             .forwarder
-            .request(endpoint, parts, body, &delivery_id, peer);
+            .request(endpoint, parts, body, delivery_id, peer);
         let (outcome, response) = match request {
             Ok(request) => self.forwarder.forward(route, request, claim).await,
             Err(error) => {
@@ -279,7 +303,7 @@ impl Sidecar {
                 )
             }
         };
-        (outcome, Some(delivery_id), response)
+        (outcome, response)
     }
 }
 

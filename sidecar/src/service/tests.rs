@@ -230,3 +230,49 @@ impl Body for Stalled {
         }
     }
 }
+
+fn slack_signed(body: &'static str) -> Request<Full<Bytes>> {
+    use hmac::{Hmac, Mac};
+    let ts = now_unix().to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    Request::post("/slack")
+        .header("x-slack-request-timestamp", ts)
+        .header(
+            "x-slack-signature",
+            format!("v0={}", hex::encode(mac.finalize().into_bytes())),
+        )
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn slack_url_verification_reaches_the_app_without_a_claim() {
+    // Port 9 refuses: a forwarded request shows as 502, a refused one as 400.
+    let (_dir, sidecar) = sidecar_with(
+        json!({"name": "s", "endpointId": "s1", "path": "/slack", "scheme": "Slack", "upstream": {"port": 9}}),
+        Duration::from_secs(5),
+    );
+    let handshake = slack_signed(r#"{"type":"url_verification","challenge":"abc","token":"t"}"#);
+    assert_eq!(
+        call(&sidecar, handshake).await,
+        (502, "upstream_unreachable".into()),
+        "forwarded"
+    );
+    let no_event_id = slack_signed(r#"{"type":"event_callback","event":{"type":"message"}}"#);
+    assert_eq!(
+        call(&sidecar, no_event_id).await,
+        (400, "bad_request".into()),
+        "events still need their ID"
+    );
+    let mut forged = slack_signed(r#"{"type":"url_verification","challenge":"abc"}"#);
+    forged
+        .headers_mut()
+        .insert("x-slack-signature", "v0=00".parse().unwrap());
+    assert_eq!(
+        call(&sidecar, forged).await.0,
+        401,
+        "the handshake is verified like any request"
+    );
+    assert_eq!(entries(&sidecar), 0, "no claim for the handshake");
+}

@@ -88,6 +88,14 @@ impl Verifier {
         }
     }
 
+    /// Whether a verified request is the sender's endpoint handshake rather than an event:
+    /// Slack's `url_verification`, signed but without an event ID. Answering its challenge is
+    /// idempotent, so the sidecar forwards it without a claim instead of refusing it.
+    pub fn is_handshake(&self, delivery: &Delivery<'_>) -> bool {
+        self.scheme == Scheme::Slack
+            && delivery.json_str("/type").as_deref() == Some("url_verification")
+    }
+
     /// The delivery's event type, if the scheme (or, for Generic, the configuration) says
     /// where to find it and the delivery carries one.
     pub fn event_type<'a>(&self, delivery: &'a Delivery<'a>) -> Option<Cow<'a, str>> {
