@@ -77,6 +77,10 @@ pub struct Args {
     /// Time in-flight deliveries get to finish after SIGTERM.
     #[arg(long, env = env::SHUTDOWN_GRACE, default_value = "20s")]
     pub shutdown_grace: String,
+    /// Most client connections served at once (each may buffer one body up to its endpoint's
+    /// maxBodySize before verification, so this bounds that memory); more wait to be accepted.
+    #[arg(long, env = env::MAX_CONNECTIONS, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
     /// Log format: `text` or `json`.
     #[arg(long, env = env::LOG_FORMAT, default_value = "text")]
     pub log_format: LogFormat,
@@ -133,6 +137,8 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// Time in-flight deliveries get after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Most client connections served at once.
+    pub max_connections: usize,
 }
 
 /// A flag or environment value that cannot be used.
@@ -192,6 +198,7 @@ impl TryFrom<Args> for Settings {
                 &args.body_read_timeout,
             )?,
             shutdown_grace: duration("shutdown-grace", env::SHUTDOWN_GRACE, &args.shutdown_grace)?,
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         })
     }
 }

@@ -197,7 +197,17 @@ async fn serve(
         .header_read_timeout(settings.header_read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     loop {
+        // A permit per connection bounds the bodies buffered before verification; without
+        // one the next connection waits in the kernel's backlog.
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -219,6 +229,7 @@ async fn serve(
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let killed = background.killed().clone();
         tokio::spawn(async move {
+            let _permit = permit;
             tokio::select! {
                 result = connection => if let Err(error) = result {
                     tracing::debug!(%error, %peer, "connection ended with an error");

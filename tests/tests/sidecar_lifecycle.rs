@@ -261,3 +261,46 @@ async fn shutdown_lets_a_request_in_flight_finish() {
         "no new connections after shutdown began"
     );
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_until_one_closes() {
+    let app = TestApp::ok().await.unwrap();
+    let sidecar = SidecarHarness::start(
+        vec![(generic_endpoint("limited", app.port()), "k")],
+        &["--max-connections", "1"],
+    )
+    .await
+    .unwrap();
+    let addr = sidecar.running().addr;
+    // An unsigned request: the sidecar answers 400 itself, which is all this test needs.
+    let request = b"POST /limited HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buffer = [0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 400"),
+        "the first connection is served"
+    );
+
+    // The first connection stays open (keep-alive): the second waits to be accepted.
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buffer)).await;
+    assert!(
+        waiting.is_err(),
+        "a connection past the limit is not served while the first is open"
+    );
+    drop(first);
+    let read = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 400"),
+        "served once the first closed"
+    );
+}

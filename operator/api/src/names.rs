@@ -90,6 +90,8 @@ pub mod env {
     pub const HEADER_READ_TIMEOUT: &str = "HOOKGUARD_HEADER_READ_TIMEOUT";
     /// Time allowed for a client to send the request body.
     pub const BODY_READ_TIMEOUT: &str = "HOOKGUARD_BODY_READ_TIMEOUT";
+    /// Most client connections served at once; past it, new ones wait in the listen backlog.
+    pub const MAX_CONNECTIONS: &str = "HOOKGUARD_MAX_CONNECTIONS";
     /// Time allowed for in-flight requests to finish after SIGTERM.
     pub const SHUTDOWN_GRACE: &str = "HOOKGUARD_SHUTDOWN_GRACE";
     /// `text` or `json`.
