@@ -34,6 +34,15 @@ fn kubelet_update(dir: &Path, files: &[(&str, &str)], generation: u32) {
     }
 }
 
+/// The status the sidecar answers a Generic delivery signed with `key`.
+async fn status(sidecar: &SidecarHarness, path: &str, key: &str, id: &str, body: &str) -> u16 {
+    sidecar
+        .post_generic(path, key, id, body)
+        .await
+        .unwrap()
+        .status
+}
+
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !check().await {
@@ -59,32 +68,18 @@ async fn a_rotated_secret_volume_is_picked_up_and_a_bad_one_keeps_the_last_good_
     std::fs::remove_file(keys.join("k1")).unwrap();
     kubelet_update(&keys, &[("k1", "old-key")], 1);
     eventually("the volume layout reload", async || {
-        sidecar
-            .post_generic("/rotating", "old-key", "r-1", "{\"n\":1}")
-            .await
-            .unwrap()
-            .status
-            == 200
+        status(&sidecar, "/rotating", "old-key", "r-1", "{\"n\":1}").await == 200
     })
     .await;
 
     // Rotation: the new key becomes current while the old one stays valid.
     kubelet_update(&keys, &[("k1", "old-key"), ("k2", "new-key")], 2);
     eventually("the new key", async || {
-        sidecar
-            .post_generic("/rotating", "new-key", "r-2", "{\"n\":2}")
-            .await
-            .unwrap()
-            .status
-            == 200
+        status(&sidecar, "/rotating", "new-key", "r-2", "{\"n\":2}").await == 200
     })
     .await;
     assert_eq!(
-        sidecar
-            .post_generic("/rotating", "old-key", "r-3", "{\"n\":3}")
-            .await
-            .unwrap()
-            .status,
+        status(&sidecar, "/rotating", "old-key", "r-3", "{\"n\":3}").await,
         200,
         "grace period: old key still valid"
     );
@@ -92,12 +87,7 @@ async fn a_rotated_secret_volume_is_picked_up_and_a_bad_one_keeps_the_last_good_
     // The grace period ends: the old key is removed from the Secret.
     kubelet_update(&keys, &[("k2", "new-key")], 3);
     eventually("the old key's removal", async || {
-        sidecar
-            .post_generic("/rotating", "old-key", "r-4", "{\"n\":4}")
-            .await
-            .unwrap()
-            .status
-            == 401
+        status(&sidecar, "/rotating", "old-key", "r-4", "{\"n\":4}").await == 401
     })
     .await;
 
@@ -127,11 +117,7 @@ async fn a_rotated_secret_volume_is_picked_up_and_a_bad_one_keeps_the_last_good_
         0
     );
     assert_eq!(
-        sidecar
-            .post_generic("/rotating", "new-key", "r-5", "{\"n\":5}")
-            .await
-            .unwrap()
-            .status,
+        status(&sidecar, "/rotating", "new-key", "r-5", "{\"n\":5}").await,
         200,
         "last good config still serves"
     );
@@ -150,12 +136,7 @@ async fn a_rotated_secret_volume_is_picked_up_and_a_bad_one_keeps_the_last_good_
     )
     .unwrap();
     eventually("the added endpoint", async || {
-        sidecar
-            .post_generic("/added", "added-key", "a-1", "{}")
-            .await
-            .unwrap()
-            .status
-            == 200
+        status(&sidecar, "/added", "added-key", "a-1", "{}").await == 200
     })
     .await;
     assert_eq!(
