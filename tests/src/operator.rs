@@ -29,6 +29,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::control_plane::TestNamespace;
+pub use crate::wait::eventually;
 
 /// The generated CRD, as committed.
 pub const CRD_YAML: &str = include_str!("../../crds/hookguard.dev_webhookendpoints.yaml");
@@ -153,6 +154,13 @@ impl InProcess {
             shutdown,
             running: Some(running),
         })
+    }
+
+    /// Installs the CRD and starts one operator (no leader election) for `ns`, acting as the
+    /// ServiceAccount with exactly the operator's rules: what most tests need.
+    pub async fn solo(ns: &TestNamespace) -> anyhow::Result<InProcess> {
+        install_crd(&ns.client).await?;
+        InProcess::start(config(&ns.name, "solo", None), operator_client(ns).await?).await
     }
 
     /// `http://<metrics address>`.
@@ -292,8 +300,6 @@ pub async fn children(ns: &TestNamespace, name: &str) -> anyhow::Result<(Secret,
         .await?;
     Ok((secret, config_map))
 }
-
-pub use crate::wait::eventually;
 
 /// Builds the operator binary (once per test binary) and returns its path.
 pub fn operator_binary() -> anyhow::Result<PathBuf> {

@@ -118,9 +118,7 @@ fn generic_spec(path: &str, port: u16, extra: &str) -> String {
 #[tokio::test]
 async fn endpoint_becomes_ready_and_the_sidecar_accepts_its_signature() {
     with_namespace("op-ready", |ns| async move {
-        install_crd(&ns.client).await?;
-        let operator =
-            InProcess::start(config(&ns.name, "solo", None), operator_client(&ns).await?).await?;
+        let operator = InProcess::solo(&ns).await?;
         let api: Api<WebhookEndpoint> = ns.api();
         let app = TestApp::ok().await?;
         api.create(
@@ -241,9 +239,7 @@ async fn endpoint_becomes_ready_and_the_sidecar_accepts_its_signature() {
 #[tokio::test]
 async fn deleted_children_come_back_and_secret_ref_waits_for_its_secret() {
     with_namespace("op-repair", |ns| async move {
-        install_crd(&ns.client).await?;
-        let operator =
-            InProcess::start(config(&ns.name, "solo", None), operator_client(&ns).await?).await?;
+        let operator = InProcess::solo(&ns).await?;
         let api: Api<WebhookEndpoint> = ns.api();
         api.create(
             &PostParams::default(),
@@ -619,9 +615,7 @@ async fn rotation_keeps_two_keys_during_the_grace_period_then_one() {
 #[tokio::test]
 async fn deleting_the_endpoint_garbage_collects_its_children() {
     with_namespace("op-gc", |ns| async move {
-        install_crd(&ns.client).await?;
-        let operator =
-            InProcess::start(config(&ns.name, "solo", None), operator_client(&ns).await?).await?;
+        let operator = InProcess::solo(&ns).await?;
         let api: Api<WebhookEndpoint> = ns.api();
         api.create(
             &PostParams::default(),
