@@ -210,8 +210,19 @@ async fn endpoint_becomes_ready_and_the_sidecar_accepts_its_signature() {
         sidecar.shutdown();
 
         // Operations: probes, metrics, Events.
-        let (ready_code, why) = get_text(&format!("{}/readyz", operator.metrics_url())).await?;
-        assert_eq!(ready_code, 200, "{why} {}", operator.metrics_text());
+        // The leader turns ready once its cache reports synced, checked every 200 ms, which
+        // can trail the first reconcile by that much: wait as a readiness probe would.
+        let readyz = format!("{}/readyz", operator.metrics_url());
+        eventually(
+            "the leader's /readyz answers 200",
+            Duration::from_secs(5),
+            || {
+                let readyz = readyz.clone();
+                async move { Ok(get_text(&readyz).await?.0 == 200) }
+            },
+        )
+        .await
+        .with_context(|| operator.metrics_text())?;
         let (_, metrics) = get_text(&format!("{}/metrics", operator.metrics_url())).await?;
         for sample in [
             "hookguard_operator_reconciles_total{result=\"ok\",error=\"\"}",
