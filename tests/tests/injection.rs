@@ -294,6 +294,10 @@ async fn a_missing_or_unready_endpoint_is_denied_with_its_name() {
             "{unknown}"
         );
         assert!(unknown.contains(&ns.name), "names the namespace: {unknown}");
+        assert!(
+            unknown.contains("read from the API server just now"),
+            "says the cache was not the only source: {unknown}"
+        );
 
         let unready = refusal(
             pods.create(
@@ -357,6 +361,151 @@ async fn a_missing_or_unready_endpoint_is_denied_with_its_name() {
         Ok(())
     })
     .await;
+}
+
+/// The race that a reflector cache alone loses (`kubectl apply -f dir/`, a GitOps sync): an
+/// endpoint made Ready and, at once, a pod naming it. Every pod must be injected on its first
+/// creation, never refused with "does not exist" because the cache had not seen the endpoint.
+#[tokio::test]
+async fn an_endpoint_and_a_pod_created_back_to_back_inject_on_the_first_creation() {
+    with_namespace("inj-b2b", |ns| async move {
+        ensure_crd(&ns.client).await?;
+        create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
+        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
+        webhook.wait_reachable(&ns, "pay").await?;
+        let pods: Api<Pod> = ns.api();
+        let stale = || {
+            hookguard_operator::admission::metrics::metrics()
+                .confirmations
+                .get_or_create(&hookguard_operator::admission::metrics::ResultLabel {
+                    result: "stale_cache",
+                })
+                .get()
+        };
+        let stale_before = stale();
+        for i in 0..10 {
+            let name = format!("pay-{i}");
+            create_endpoint(&ns, &name, 8080, SECRET, None, true).await?;
+            let created = pods
+                .create(
+                    &PostParams::default(),
+                    &pod(Some(&name), &labelled(), &[(ANNOTATION_ENDPOINTS, &name)])?,
+                )
+                .await
+                .with_context(|| format!("pod {name}, created right after its endpoint"))?;
+            check_sidecar(&created, &name)?;
+        }
+        // Process-wide counter (tests run in parallel): a figure, not an assertion.
+        eprintln!(
+            "back to back: 10 of 10 injected at once; the cache had not seen the endpoint yet for {} of them",
+            stale() - stale_before
+        );
+        webhook.unregister().await;
+        Ok(())
+    })
+    .await;
+}
+
+/// The cache-miss path, made certain: a webhook whose cache never hears of the namespace's
+/// endpoints (listed once, empty, then frozen) and which may read the real API server. What
+/// the API server has decides; a denial says it was read there; a cache that never listed is
+/// bridged by the same read.
+#[tokio::test]
+async fn a_denial_is_confirmed_with_the_api_server_before_it_is_answered() {
+    with_namespace("inj-miss", |ns| async move {
+        ensure_crd(&ns.client).await?;
+        create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
+        create_endpoint(&ns, "slow", 8080, SECRET, None, false).await?;
+        let frozen = || {
+            let (reader, mut writer) = reflector::store::<WebhookEndpoint>();
+            writer.apply_watcher_event(&watcher::Event::Init);
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            reader
+        };
+        let webhook = |store| {
+            Webhook::new(
+                store,
+                injection_config("memory"),
+                "op".into(),
+                None,
+                Duration::from_secs(1),
+            )
+            .confirming_with(ns.client.clone(), Duration::from_secs(2))
+        };
+        let stale = webhook(frozen());
+        let injected = answer(&stale, &ns.name, "pay").await?;
+        ensure!(
+            injected["allowed"] == true && !injected["patch"].is_null(),
+            "injected from the API server's view: {injected}"
+        );
+        let missing = answer(&stale, &ns.name, "ghost").await?;
+        let message = missing["status"]["message"].as_str().unwrap_or_default();
+        ensure!(
+            missing["allowed"] == false
+                && message.contains("\"ghost\"")
+                && message.contains("read from the API server just now"),
+            "{missing}"
+        );
+        let unready = answer(&stale, &ns.name, "slow").await?;
+        let message = unready["status"]["message"].as_str().unwrap_or_default();
+        ensure!(
+            unready["allowed"] == false
+                && message.contains("not Ready")
+                && message.contains("read from the API server just now"),
+            "{unready}"
+        );
+
+        // The operator is starting: the cache has not listed at all.
+        let (never_listed, _writer) = reflector::store::<WebhookEndpoint>();
+        let starting = answer(&webhook(never_listed), &ns.name, "pay").await?;
+        ensure!(
+            starting["allowed"] == true && !starting["patch"].is_null(),
+            "injected while the cache loads: {starting}"
+        );
+
+        // Without a client (benchmarks, tests) the cache's word is final, as before.
+        let cache_only = Webhook::new(
+            frozen(),
+            injection_config("memory"),
+            "op".into(),
+            None,
+            Duration::from_secs(1),
+        );
+        let denied = answer(&cache_only, &ns.name, "pay").await?;
+        ensure!(denied["allowed"] == false, "{denied}");
+        Ok(())
+    })
+    .await;
+}
+
+/// `handler`'s response to a review of a labelled pod in `namespace` naming `endpoints`.
+async fn answer(
+    handler: &Webhook,
+    namespace: &str,
+    endpoints: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let body = review_body(namespace, endpoints)?;
+    let review: serde_json::Value = serde_json::from_slice(&handler.review(&body).await)?;
+    Ok(review["response"].clone())
+}
+
+/// An `AdmissionReview` for a labelled pod in `namespace` naming `endpoints`.
+fn review_body(namespace: &str, endpoints: &str) -> anyhow::Result<Vec<u8>> {
+    let mut probe = pod(
+        Some("probe"),
+        &labelled(),
+        &[(ANNOTATION_ENDPOINTS, endpoints)],
+    )?;
+    probe.metadata.namespace = Some(namespace.to_owned());
+    Ok(serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "probe", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace, "operation": "CREATE", "userInfo": {},
+            "object": probe, "dryRun": true,
+        },
+    }))?)
 }
 
 #[tokio::test]
@@ -883,6 +1032,25 @@ async fn admission_latency() {
             }
         })
         .await?;
+        // The cache-miss path: a cache that has not seen the endpoint, so the handler lists
+        // the namespace's endpoints from the API server and decides from those.
+        let (missing, mut writer) = reflector::store::<WebhookEndpoint>();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let miss_handler = Arc::new(
+            Webhook::new(missing, injection_config("memory"), "op".into(), None, Duration::from_secs(1))
+                .confirming_with(ns.client.clone(), Duration::from_secs(2)),
+        );
+        let (miss_p50, miss_p99) = time_loop(200, || {
+            let handler = miss_handler.clone();
+            let body = body.clone();
+            async move {
+                let answer = handler.review(&body).await;
+                ensure!(answer.windows(5).any(|w| w == b"patch"), "not injected on a cache miss");
+                Ok(())
+            }
+        })
+        .await?;
 
         let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
         webhook.wait_reachable(&ns, "pay").await?;
@@ -915,6 +1083,7 @@ async fn admission_latency() {
         let (https_p50, https_p99) = (percentile(&https, 0.5), percentile(&https, 0.99));
         eprintln!(
             "admission latency: handler p50 {handler_p50:?} p99 {handler_p99:?} (2000 reviews, 201 endpoints in the namespace's cache); \
+             handler on a cache miss (a direct list of the namespace's one endpoint from the API server) p50 {miss_p50:?} p99 {miss_p99:?} (200); \
              over HTTPS, one kept-alive connection: p50 {https_p50:?} p99 {https_p99:?} (2000); \
              dry-run pod create through the API server: with webhook p50 {with_p50:?} p99 {with_p99:?}, \
              without (not opted in) p50 {without_p50:?} p99 {without_p99:?} (200 each); \

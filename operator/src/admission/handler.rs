@@ -1,17 +1,25 @@
 //! One admission review: parse, decide from the cache, answer. [`admit`] is the pure
 //! decision (unit-tested, and benchmarked); [`Webhook`] adds the cache, the metrics and the
 //! Warning event for a skipped injection.
+//!
+//! The cache is a reflector and can lag the API server by a moment, so a denial that rests on
+//! the endpoints' state (not found, not Ready, none selected) is never answered from the cache
+//! alone: [`Webhook::confirming_with`] gives the webhook a client for one bounded, direct list
+//! of the namespace's endpoints, and the decision is made again from what it returns.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use hookguard_api::crd::WebhookEndpoint;
 use hookguard_api::names::LABEL_INJECT;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::ListParams;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
+use kube::{Api, Client};
 
 use super::metrics::{ReasonLabel, ResultLabel, metrics};
 use super::render::{self, InjectionConfig, RenderError};
@@ -25,6 +33,9 @@ pub struct Decision {
     pub result: &'static str,
     /// For a denied injection: why, and the message.
     pub skipped: Option<(&'static str, String)>,
+    /// Whether the denial follows from the endpoints' state, which a cache can show late
+    /// ([`RenderError::depends_on_endpoints`]).
+    pub depends_on_endpoints: bool,
 }
 
 /// Decides one request from `endpoints`, the namespace's `WebhookEndpoints`.
@@ -38,6 +49,7 @@ pub fn admit(
         response,
         result: "unchanged",
         skipped: None,
+        depends_on_endpoints: false,
     };
     // The configuration sends only pod CREATEs of opted-in pods; anything else is let
     // through untouched rather than second-guessed.
@@ -73,6 +85,7 @@ pub fn admit(
                 response: response.deny(format!("hookguard could not build the patch: {error}")),
                 result: "error",
                 skipped: Some(("PatchFailed", error.to_string())),
+                depends_on_endpoints: false,
             };
         }
     };
@@ -88,12 +101,14 @@ pub fn admit(
             response,
             result: "injected",
             skipped: None,
+            depends_on_endpoints: false,
         },
         Err(error) => Decision {
             response: AdmissionResponse::from(request)
                 .deny(format!("hookguard could not encode the patch: {error}")),
             result: "error",
             skipped: Some(("PatchFailed", error.to_string())),
+            depends_on_endpoints: false,
         },
     }
 }
@@ -107,6 +122,28 @@ fn denied(response: AdmissionResponse, error: &RenderError) -> Decision {
         response,
         result: "denied",
         skipped: Some((error.reason(), message)),
+        depends_on_endpoints: error.depends_on_endpoints(),
+    }
+}
+
+impl Decision {
+    /// A denial with `message`, for a `reason` outside [`RenderError`].
+    fn deny(request: &AdmissionRequest<Pod>, reason: &'static str, message: String) -> Decision {
+        Decision {
+            response: AdmissionResponse::from(request).deny(&message),
+            result: "denied",
+            skipped: Some((reason, message)),
+            depends_on_endpoints: false,
+        }
+    }
+
+    /// Appends `note` to a denial's message (the answer's and the event's).
+    fn note(mut self, note: &str) -> Decision {
+        if let Some((_, message)) = &mut self.skipped {
+            message.push_str(note);
+            self.response.result.message.push_str(note);
+        }
+        self
     }
 }
 
@@ -170,6 +207,14 @@ pub struct Webhook {
     operator_namespace: String,
     recorder: Option<Recorder>,
     cache_wait: Duration,
+    api_server: Option<DirectRead>,
+}
+
+/// The client and time bound for reading a namespace's endpoints from the API server itself.
+#[derive(Clone)]
+struct DirectRead {
+    client: Client,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -177,13 +222,14 @@ impl std::fmt::Debug for Webhook {
         f.debug_struct("Webhook")
             .field("config", &self.config)
             .field("operator_namespace", &self.operator_namespace)
+            .field("confirms", &self.api_server.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Webhook {
-    /// A webhook answering from `endpoints`; `recorder` publishes Warning events (none in
-    /// benchmarks); a review waits up to `cache_wait` for the cache's first list.
+    /// A webhook answering from `endpoints` alone; `recorder` publishes Warning events (none
+    /// in benchmarks); a review waits up to `cache_wait` for the cache's first list.
     pub fn new(
         endpoints: impl Into<EndpointCache>,
         config: InjectionConfig,
@@ -197,7 +243,17 @@ impl Webhook {
             operator_namespace,
             recorder,
             cache_wait,
+            api_server: None,
         }
+    }
+
+    /// Confirms every denial that rests on the endpoints' state (and answers while the cache
+    /// has not listed yet) with one direct list from the API server through `client`, given
+    /// at most `timeout`.
+    #[must_use]
+    pub fn confirming_with(mut self, client: Client, timeout: Duration) -> Webhook {
+        self.api_server = Some(DirectRead { client, timeout });
+        self
     }
 
     /// Answers one `AdmissionReview` body with the response review's JSON.
@@ -244,6 +300,7 @@ impl Webhook {
                 response: AdmissionResponse::from(request),
                 result: "unchanged",
                 skipped: None,
+                depends_on_endpoints: false,
             };
         }
         let Some(store) = self.endpoints.for_namespace(namespace) else {
@@ -253,31 +310,88 @@ impl Webhook {
                  hookguard.dev/inject label",
                 self.endpoints.watched()
             );
-            return Decision {
-                response: AdmissionResponse::from(request).deny(&message),
-                result: "denied",
-                skipped: Some(("NamespaceNotWatched", message)),
-            };
+            return Decision::deny(request, "NamespaceNotWatched", message);
         };
-        // Resolves at once after the first list; before it an empty cache would wrongly
-        // report every named endpoint missing.
-        let ready = tokio::time::timeout(self.cache_wait, store.wait_until_ready());
-        {
-            if !matches!(ready.await, Ok(Ok(()))) {
-                let message = "the Hookguard operator is starting and has not loaded the WebhookEndpoints yet: create the pod again in a few seconds";
-                return Decision {
-                    response: AdmissionResponse::from(request).deny(message),
-                    result: "denied",
-                    skipped: Some(("CacheNotReady", message.to_owned())),
-                };
+        // Before its first list an empty cache would wrongly report every named endpoint
+        // missing: ask the API server instead, or, without a client, wait for the list.
+        let ready = match &self.api_server {
+            Some(_) => store
+                .wait_until_ready()
+                .now_or_never()
+                .is_some_and(|r| r.is_ok()),
+            None => matches!(
+                tokio::time::timeout(self.cache_wait, store.wait_until_ready()).await,
+                Ok(Ok(()))
+            ),
+        };
+        if !ready {
+            const STARTING: &str =
+                "the Hookguard operator is starting and has not loaded the WebhookEndpoints yet";
+            return match self.read_directly(namespace).await {
+                Some(Ok(fresh)) => admit(request, &fresh.iter().collect::<Vec<_>>(), &self.config),
+                Some(Err(error)) => Decision::deny(
+                    request,
+                    "CacheNotReady",
+                    format!(
+                        "{STARTING}, and reading them from the API server failed ({error}): create the pod again in a few seconds"
+                    ),
+                ),
+                None => Decision::deny(
+                    request,
+                    "CacheNotReady",
+                    format!("{STARTING}: create the pod again in a few seconds"),
+                ),
+            };
+        }
+        let cached: Vec<Arc<WebhookEndpoint>> =
+            store.state_filter(|ep| ep.metadata.namespace.as_deref() == Some(namespace));
+        let cached: Vec<&WebhookEndpoint> = cached.iter().map(AsRef::as_ref).collect();
+        let decision = admit(request, &cached, &self.config);
+        if !decision.depends_on_endpoints {
+            return decision;
+        }
+        // The cache may simply not have seen an endpoint created or made Ready a moment ago
+        // (`kubectl apply -f dir/`, a GitOps sync): decide again from the API server's view.
+        let confirmation = |result| {
+            metrics()
+                .confirmations
+                .get_or_create(&ResultLabel { result })
+                .inc();
+        };
+        match self.read_directly(namespace).await {
+            None => decision,
+            Some(Ok(fresh)) => {
+                let fresh = admit(request, &fresh.iter().collect::<Vec<_>>(), &self.config);
+                if fresh.depends_on_endpoints {
+                    confirmation("confirmed");
+                    fresh.note(" (read from the API server just now, not from a cache)")
+                } else {
+                    confirmation("stale_cache");
+                    fresh
+                }
+            }
+            Some(Err(error)) => {
+                confirmation("failed");
+                decision.note(&format!(
+                    " (so says the operator's cache; confirming it with the API server failed: \
+                     {error}; if the endpoint exists and is Ready, create the pod again)"
+                ))
             }
         }
-        let endpoints: Vec<Arc<WebhookEndpoint>> =
-            store.state_filter(|ep| ep.metadata.namespace.as_deref() == Some(namespace));
-        let endpoints: Vec<&WebhookEndpoint> = endpoints.iter().map(AsRef::as_ref).collect();
-        admit(request, &endpoints, &self.config)
     }
 
+    /// The namespace's endpoints as the API server has them now (a list without a
+    /// resourceVersion is a consistent read), within the time bound; `None` without a client.
+    async fn read_directly(&self, namespace: &str) -> Option<Result<Vec<WebhookEndpoint>, String>> {
+        let read = self.api_server.as_ref()?;
+        let api: Api<WebhookEndpoint> = Api::namespaced(read.client.clone(), namespace);
+        let listed = tokio::time::timeout(read.timeout, api.list(&ListParams::default())).await;
+        Some(match listed {
+            Ok(Ok(list)) => Ok(list.items),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", read.timeout)),
+        })
+    }
     /// A Warning event on the pod, off the request path.
     fn publish(&self, request: &AdmissionRequest<Pod>, reason: &str, message: &str) {
         let Some(recorder) = self.recorder.clone() else {

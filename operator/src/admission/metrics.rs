@@ -10,7 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// `result` label: `injected`, `unchanged`, `denied`, `error`.
+/// `result` label: `injected`, `unchanged`, `denied`, `error` (requests); `confirmed`,
+/// `stale_cache`, `failed` (confirmations).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ResultLabel {
     /// The outcome.
@@ -37,6 +38,9 @@ pub struct AdmissionMetrics {
     pub cert_expiry: Gauge,
     /// TLS connections accepted (a rate close to the request rate means no keep-alive).
     pub connections: Counter,
+    /// Denials from the cache re-checked with the API server, by `result`: `confirmed`
+    /// (still denied), `stale_cache` (the API server's view changed the answer), `failed`.
+    pub confirmations: Family<ResultLabel, Counter>,
 }
 
 static METRICS: LazyLock<AdmissionMetrics> = LazyLock::new(|| AdmissionMetrics {
@@ -47,6 +51,7 @@ static METRICS: LazyLock<AdmissionMetrics> = LazyLock::new(|| AdmissionMetrics {
     ]),
     cert_expiry: Gauge::default(),
     connections: Counter::default(),
+    confirmations: Family::default(),
 });
 
 /// The process-wide metrics.
@@ -76,6 +81,11 @@ pub fn register_metrics(registry: &mut Registry) {
         "hookguard_admission_connections",
         "TLS connections the webhook accepted",
         m.connections.clone(),
+    );
+    registry.register(
+        "hookguard_admission_confirmations",
+        "Denials from the webhook's cache re-checked with the API server, by result",
+        m.confirmations.clone(),
     );
     registry.register(
         "hookguard_webhook_cert_expiry_timestamp_seconds",

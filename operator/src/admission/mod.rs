@@ -30,6 +30,14 @@ pub use metrics::register_metrics;
 use crate::certs::{CertMode, CertResolver, CertSettings};
 use render::{InjectionConfig, SidecarResources};
 
+/// How long a review waits for the endpoint cache's first list when it cannot ask the API
+/// server (the webhook in production always can; see [`DIRECT_READ_TIMEOUT`]).
+const CACHE_WAIT: Duration = Duration::from_secs(2);
+/// Bound on the direct read that confirms a denial from the cache. With the rest of a review
+/// it must fit the API server's call time-out ([`manifests::TIMEOUT_SECONDS`]), or the API
+/// server gives up first and, failing open, leaves the pod to the policy.
+const DIRECT_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Flags of the admission webhook, flattened into `hookguard-operator run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdmissionArgs {
@@ -341,19 +349,35 @@ pub async fn serve_on(
     }
 
     let recorder = Recorder::new(
-        client,
+        client.clone(),
         Reporter {
             controller: "hookguard-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let webhook = Arc::new(handler::Webhook::new(
-        handler::EndpointCache::scoped(stores),
-        settings.injection,
-        settings.namespace,
-        Some(recorder),
-        Duration::from_secs(2),
-    ));
+    let webhook = Arc::new(
+        handler::Webhook::new(
+            handler::EndpointCache::scoped(stores),
+            settings.injection,
+            settings.namespace,
+            Some(recorder),
+            CACHE_WAIT,
+        )
+        .confirming_with(client, DIRECT_READ_TIMEOUT),
+    );
     server::serve(listener, resolver, webhook, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confirmed_denial_fits_the_api_servers_call_timeout() {
+        // A review does the direct read at most once (cache not ready, or a denial to
+        // confirm), and leaves at least a second for TLS, parsing and rendering.
+        let budget = Duration::from_secs(u64::from(manifests::TIMEOUT_SECONDS.unsigned_abs()));
+        assert!(DIRECT_READ_TIMEOUT + Duration::from_secs(1) <= budget);
+    }
 }

@@ -126,6 +126,18 @@ pub enum RenderError {
 }
 
 impl RenderError {
+    /// Whether this denial follows from the namespace's endpoints (which exist, which are
+    /// Ready, which select the pod): a cache can show those late, so the webhook confirms
+    /// such a denial with the API server before answering.
+    pub fn depends_on_endpoints(&self) -> bool {
+        matches!(
+            self,
+            RenderError::EndpointNotFound { .. }
+                | RenderError::EndpointNotReady { .. }
+                | RenderError::NoEndpoint { .. }
+        )
+    }
+
     /// The `reason` label of the skipped-injection metric and the event.
     pub fn reason(&self) -> &'static str {
         match self {
