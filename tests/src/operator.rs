@@ -7,7 +7,8 @@
 //! integration tests, and the harness lives here, so [`operator_binary`] runs
 //! `cargo build -p hookguard-operator --bin hookguard-operator` once per test binary (a
 //! no-op when it is up to date; `cargo test` has released the build lock by then) and uses
-//! `target/<profile>/hookguard-operator` next to the test executable.
+//! `<target dir>/<profile>/hookguard-operator` next to the test executable, so a
+//! `CARGO_TARGET_DIR` of the user's is honoured.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -301,9 +302,13 @@ pub async fn children(ns: &TestNamespace, name: &str) -> anyhow::Result<(Secret,
     Ok((secret, config_map))
 }
 
-/// Builds the operator binary (once per test binary) and returns its path.
+/// Builds the operator binary (once per test binary) and returns its path; a binary named
+/// by `HOOKGUARD_OPERATOR_BIN` is used as it is.
 pub fn operator_binary() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    if let Some(binary) = std::env::var_os("HOOKGUARD_OPERATOR_BIN") {
+        return Ok(PathBuf::from(binary));
+    }
     BUILT
         .get_or_init(|| build_operator().map_err(|err| format!("{err:#}")))
         .clone()

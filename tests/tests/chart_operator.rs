@@ -7,8 +7,7 @@
 //! Its own test binary (own control plane): an operator in cluster mode reconciles every
 //! namespace, so it must not meet another test's.
 //!
-//! Needs `target/debug/hookguard-operator` built from the current sources (see
-//! `chart_support::operator`).
+//! The operator binary is built from the current sources (`chart_support::operator`).
 //!
 //! No kubelet and no Service routing here: the API server cannot reach the webhook Service's
 //! cluster IP, so the self-managed phase calls the webhook directly (with the certificate's
@@ -26,7 +25,7 @@ use base64::Engine as _;
 use chart_support::operator::{
     Operator, app_pod, chart_args, check_refused_while_down, create_injected_pod,
     create_ready_endpoint, decode_patch, eventually_value, issue_certificate_as_cert_manager,
-    patch_adds_sidecar, point_webhook_at, service_account_kubeconfig,
+    patch_adds_sidecar, point_webhook_at, service_account_kubeconfig, wait_policy_in_force,
 };
 use chart_support::{
     CLUSTER_KINDS, STUB_CRDS, apply, chart_arg, cluster_scoped, create_namespace, helm, kubectl,
@@ -49,6 +48,7 @@ async fn operator_with_the_chart_service_account_reconciles_and_serves_injection
 
         // Phase 1: the default chart (self-managed certificates), operator with its token.
         helm(plane, &["install", RELEASE, &chart, "-n", &ns.name])?;
+        wait_policy_in_force(&ns, &app).await?;
         let kubeconfig = service_account_kubeconfig(plane, &ns.name, RELEASE, dir.path())?;
         let cert_dir = dir.path().join("webhook-certs");
         let operator = Operator::start(
@@ -108,7 +108,7 @@ async fn operator_with_the_chart_service_account_reconciles_and_serves_injection
             "operator-1",
             &chart_args(&ns, RELEASE).await?,
         )?;
-        point_webhook_at(&ns, RELEASE, operator.webhook, &ca_pem).await?;
+        point_webhook_at(&ns, RELEASE, operator.webhook, &ca_pem, &app).await?;
         create_injected_pod(&ns, &app, &operator).await?;
         drop(operator);
         check_refused_while_down(&ns, &app).await

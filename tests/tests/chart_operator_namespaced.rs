@@ -4,8 +4,7 @@
 //! in a watched namespace and, through the API server, injects the sidecar there. Its own
 //! test binary (own control plane), so no other operator or webhook interferes.
 //!
-//! Needs `target/debug/hookguard-operator` built from the current sources (see
-//! `chart_support::operator`).
+//! The operator binary is built from the current sources (`chart_support::operator`).
 
 mod chart_support;
 
@@ -13,6 +12,7 @@ use anyhow::ensure;
 use chart_support::operator::{
     Operator, chart_args, check_refused_while_down, create_injected_pod, create_ready_endpoint,
     issue_certificate_as_cert_manager, point_webhook_at, service_account_kubeconfig,
+    wait_policy_in_force,
 };
 use chart_support::{
     CLUSTER_KINDS, STUB_CRDS, apply, chart_arg, cluster_scoped, create_namespace, helm,
@@ -55,6 +55,7 @@ async fn namespaced_operator_reconciles_and_injects_with_only_namespaced_rights(
         )?;
         ensure!(rbac.is_empty(), "no cluster-scoped RBAC: {rbac:?}");
         ensure!(cluster_scoped(plane, CLUSTER_KINDS, &selector)?.len() == 3);
+        wait_policy_in_force(&ns, &app).await?;
 
         let kubeconfig = service_account_kubeconfig(plane, &ns.name, RELEASE, dir.path())?;
         let cert_dir = dir.path().join("webhook-certs");
@@ -68,8 +69,9 @@ async fn namespaced_operator_reconciles_and_injects_with_only_namespaced_rights(
             "operator-0",
             &chart_args(&ns, RELEASE).await?,
         )?;
+        point_webhook_at(&ns, RELEASE, operator.webhook, &ca_pem, &app).await?;
+        // The race that found the namespaced flake: the pod right after the endpoint is Ready.
         create_ready_endpoint(plane, &app, &operator)?;
-        point_webhook_at(&ns, RELEASE, operator.webhook, &ca_pem).await?;
         create_injected_pod(&ns, &app, &operator).await?;
         drop(operator);
         check_refused_while_down(&ns, &app).await

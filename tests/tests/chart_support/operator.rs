@@ -2,15 +2,15 @@
 //! chart's ServiceAccount: a token from the `TokenRequest` API, the chart Deployment's own
 //! arguments, a serving certificate where the test plays cert-manager.
 //!
-//! Needs `target/debug/hookguard-operator` (or `HOOKGUARD_OPERATOR_BIN`) built from the
-//! current sources: `cargo build -p hookguard-operator` first (`make test` should). A test
-//! cannot build it itself: the outer `cargo test` holds the build lock.
+//! The binary comes from [`operator_binary`]: built from the current sources into the target
+//! directory this test runs from (wherever `CARGO_TARGET_DIR` put it), or
+//! `HOOKGUARD_OPERATOR_BIN`.
 
 use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use base64::Engine as _;
@@ -23,45 +23,11 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use super::{apply, eventually, kubectl, repo_root, success};
+use super::{apply, eventually, kubectl, success};
+pub use hookguard_tests::operator::operator_binary;
 
 /// The endpoint the tests declare.
 pub const ENDPOINT: &str = "payments";
-
-/// The operator binary, checked to be newer than the operator's sources.
-pub fn operator_binary() -> anyhow::Result<PathBuf> {
-    let binary = std::env::var_os("HOOKGUARD_OPERATOR_BIN").map_or_else(
-        || repo_root().join("target/debug/hookguard-operator"),
-        PathBuf::from,
-    );
-    ensure!(
-        binary.is_file(),
-        "{} is missing: run `cargo build -p hookguard-operator` before this test",
-        binary.display()
-    );
-    let built = fs::metadata(&binary)?.modified()?;
-    let newest = newest_source(&repo_root().join("operator"))?;
-    ensure!(
-        built >= newest,
-        "{} is older than the operator's sources: run `cargo build -p hookguard-operator`",
-        binary.display()
-    );
-    Ok(binary)
-}
-
-/// The newest modification time of a `.rs` file under `dir`.
-fn newest_source(dir: &Path) -> anyhow::Result<SystemTime> {
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            newest = newest.max(newest_source(&path)?);
-        } else if path.extension().is_some_and(|ext| ext == "rs") {
-            newest = newest.max(fs::metadata(&path)?.modified()?);
-        }
-    }
-    Ok(newest)
-}
 
 /// A running operator process, killed when dropped.
 pub struct Operator {
@@ -314,7 +280,7 @@ pub fn eventually_value<T>(
     found.context(what.to_owned())
 }
 
-/// [`eventually_value`] for an async check.
+/// [`eventually_value`] for an async check, polled every 100 ms.
 pub async fn eventually_value_async<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
@@ -328,7 +294,7 @@ where
         if tokio::time::Instant::now() >= deadline {
             bail!("timed out after 60s waiting until {what}");
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -339,6 +305,16 @@ pub fn create_ready_endpoint(
     app: &str,
     operator: &Operator,
 ) -> anyhow::Result<()> {
+    // The chart installs the CRD from its templates, and Helm does not wait for it.
+    kubectl(
+        plane,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/webhookendpoints.hookguard.dev",
+        ],
+    )?;
     apply(
         plane,
         &format!(
@@ -393,12 +369,14 @@ pub fn issue_certificate_as_cert_manager(
 
 /// Injects `ca_pem` into webhook configuration `config` (cert-manager's CA injector's job)
 /// and points it at `https://127.0.0.1:<port>` (standing in for the Service, which the API
-/// server cannot reach without kube-proxy).
+/// server cannot reach without kube-proxy), then waits until the API server calls it: the API
+/// server loads webhook configurations asynchronously, and until then it fails open.
 pub async fn point_webhook_at(
     ns: &TestNamespace,
     config: &str,
     port: u16,
     ca_pem: &str,
+    app: &str,
 ) -> anyhow::Result<()> {
     let configs: Api<MutatingWebhookConfiguration> = Api::all(ns.client.clone());
     configs
@@ -415,39 +393,92 @@ pub async fn point_webhook_at(
             }]))?),
         )
         .await?;
+    // A pod naming an endpoint that does not exist: only the webhook refuses it that way
+    // (before, the call fails open and the policy refuses it for the missing sidecar).
+    let mut probe = app_pod("webhook-probe")?;
+    probe
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("hookguard.dev/endpoints".into(), "absent-probe".into());
+    let started = Instant::now();
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), app);
+    eventually_value_async("the API server calls the webhook", || {
+        let (pods, probe) = (pods.clone(), probe.clone());
+        async move {
+            Ok(match dry_run(&pods, &probe).await {
+                Err(kube::Error::Api(status)) => {
+                    status.message.contains("\"absent-probe\"").then_some(())
+                }
+                _ => None,
+            })
+        }
+    })
+    .await?;
+    eprintln!(
+        "the API server called the re-pointed webhook after {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
-/// Creates labelled pods in `app` until the API server, through the webhook, gives one the
-/// sidecar (the policy refuses them until the webhook answers); checks what was injected.
+/// Waits until the API server enforces the chart's admission policy, with the check the
+/// chart's README gives users: a labelled pod, created as a server-side dry run while the
+/// webhook cannot be reached (it fails open), is refused for the missing sidecar. The API
+/// server compiles new policies asynchronously, at most once a second.
+pub async fn wait_policy_in_force(ns: &TestNamespace, app: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    eventually_value_async("the admission policy is in force", || {
+        let out = ns.plane.run_kubectl(&[
+            "-n",
+            app,
+            "run",
+            "hookguard-check",
+            "--image=pause",
+            "--labels=hookguard.dev/inject=true",
+            "--dry-run=server",
+            "-o",
+            "jsonpath={.spec.initContainers[*].name}",
+        ]);
+        async move {
+            let out = out?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() {
+                ensure!(
+                    stderr.contains("has no hookguard-sidecar"),
+                    "refused, but not by the policy: {stderr}"
+                );
+                return Ok(Some(()));
+            }
+            ensure!(
+                out.stdout.is_empty(),
+                "the webhook must not be reachable while the policy is probed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            Ok(None)
+        }
+    })
+    .await?;
+    let took = started.elapsed();
+    eprintln!("the admission policy was in force {took:?} after the chart was installed");
+    Ok(took)
+}
+
+/// Creates one labelled pod in `app`, once: the webhook is in force ([`point_webhook_at`])
+/// and the endpoint Ready, so it must come back injected on this first creation.
 pub async fn create_injected_pod(
     ns: &TestNamespace,
     app: &str,
     operator: &Operator,
 ) -> anyhow::Result<Pod> {
     let pods: Api<Pod> = Api::namespaced(ns.client.clone(), app);
-    let mut attempt = 0;
-    let pod = eventually_value_async("the API server injects the sidecar", || {
-        attempt += 1;
-        let pods = pods.clone();
-        let name = format!("payments-{attempt}");
-        async move {
-            match pods.create(&PostParams::default(), &app_pod(&name)?).await {
-                Ok(pod) => Ok(Some(pod)),
-                // Until the webhook answers, the policy refuses the pod; while the operator's
-                // cache loads, the webhook asks to retry.
-                Err(kube::Error::Api(status))
-                    if status.message.contains("hookguard-sidecar")
-                        || status.message.contains("has not loaded") =>
-                {
-                    Ok(None)
-                }
-                Err(err) => Err(err.into()),
-            }
-        }
-    })
-    .await
-    .map_err(|err| operator.with_log(err))?;
+    let pod = pods
+        .create(&PostParams::default(), &app_pod("payments-0")?)
+        .await
+        .map_err(|err| {
+            operator
+                .with_log(anyhow::Error::new(err).context("the first pod created must be injected"))
+        })?;
     let init: Vec<String> = pod
         .spec
         .clone()
@@ -463,6 +494,18 @@ pub async fn create_injected_pod(
         "{annotations:?}"
     );
     Ok(pod)
+}
+
+/// A server-side dry-run create: admission runs, nothing is stored.
+async fn dry_run(pods: &Api<Pod>, pod: &Pod) -> kube::Result<Pod> {
+    pods.create(
+        &PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        },
+        pod,
+    )
+    .await
 }
 
 /// With the operator down, the webhook fails open and the admission policy keeps a labelled
