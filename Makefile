@@ -12,16 +12,22 @@ demo: ## local demo: the sidecar (in-memory store) in front of a demo app; no cl
 	demo/run.sh
 
 test: test-deps control-plane ## every test: unit, vectors, real redis-server, real control plane
-	@# Tests that run the real operator binary need it built; a test cannot build it while
-	@# the outer cargo holds the build lock.
+	@# Tests that run the real operator binary build it themselves (tests/src/operator.rs);
+	@# built here first, that is a no-op and nothing compiles while the tests run.
 	$(CARGO) build -p hookguard-operator --locked
-	$(CARGO) test --workspace --locked
+	@# --no-fail-fast: every test binary runs and reports, so one failure cannot hide another.
+	$(CARGO) test --workspace --locked --no-fail-fast
 
-test-deps: ## install redis-server from the OS packages when it is missing
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server (apt-get)"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
+test-deps: ## install what the tests run from the OS packages when missing: redis-server, curl, kill (procps)
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	[ -x /usr/bin/kill ] || missing="$$missing procps"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; \
+	fi
 
 control-plane: ## build kube-apiserver, etcd, kube-controller-manager (+ helm, kubectl) into the cache, once
 	tests/control-plane/build.sh

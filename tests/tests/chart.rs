@@ -479,12 +479,26 @@ fn check_answers(
     questions: &[Question<'_>],
     expected: bool,
 ) -> anyhow::Result<()> {
-    let mut wrong = Vec::new();
-    for (namespace, verb, resource, extra) in questions {
-        if can_i(plane, user, namespace, verb, resource, extra)? != expected {
-            wrong.push(format!("{verb} {resource} {extra:?} in {namespace:?}"));
+    let wrong = || -> anyhow::Result<Vec<String>> {
+        let mut wrong = Vec::new();
+        for (namespace, verb, resource, extra) in questions {
+            if can_i(plane, user, namespace, verb, resource, extra)? != expected {
+                wrong.push(format!("{verb} {resource} {extra:?} in {namespace:?}"));
+            }
         }
+        Ok(wrong)
+    };
+    // The authorizer learns of each new Role and binding through its own informer, so a grant
+    // can arrive a moment after another: wait for every "allowed" (they only become true).
+    // A "denied" never becomes wrong by waiting, so it is asked once, after the grants.
+    if expected {
+        let _ = eventually(
+            "RBAC grants every expected right",
+            Duration::from_secs(20),
+            || Ok(wrong()?.is_empty()),
+        );
     }
+    let wrong = wrong()?;
     ensure!(
         wrong.is_empty(),
         "{user} should {}be allowed to: {wrong:#?}",
