@@ -4,6 +4,9 @@
 //! Besides start and stop, the harness can pause the server (`SIGSTOP`: connections stay open,
 //! nothing is answered, which is how a ghost write is made), kill it and restart it on the same
 //! port, and read keys back for assertions over a plain synchronous connection.
+//!
+//! A server counts as started only when the process the harness spawned answers on the port
+//! (`INFO server` names its PID), so another process that took the port cannot pass for it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,8 @@ use crate::net::free_port;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bounds every command of the assertion connection.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bounds each readiness probe of a start or restart.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How the server persists data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,6 +40,8 @@ pub enum Persistence {
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// The cluster bus port of a cluster node (`--cluster-port`); `None` outside cluster mode.
+    cluster_port: Option<u16>,
     persistence: Persistence,
     paused: bool,
     dir: TempDir,
@@ -49,14 +56,30 @@ impl RedisServer {
     /// Starts a server with the given persistence. Retries with a new port if the one picked
     /// was taken in the meantime.
     pub fn start_with(persistence: Persistence) -> anyhow::Result<RedisServer> {
+        RedisServer::start_on_free_ports(persistence, false)
+    }
+
+    /// Starts a server in cluster mode, not yet joined to any cluster, without persistence.
+    /// Its cluster bus gets a free port of its own (`--cluster-port`, never the same as the
+    /// client port: [`free_port`] hands out each port once) rather than the default, port +
+    /// 10000, which nothing checked was free (and which does not exist above port 55535).
+    pub fn start_cluster_node() -> anyhow::Result<RedisServer> {
+        RedisServer::start_on_free_ports(Persistence::None, true)
+    }
+
+    /// Retries with new ports if the ones picked were taken in the meantime.
+    fn start_on_free_ports(persistence: Persistence, cluster: bool) -> anyhow::Result<RedisServer> {
         let mut dir = tempfile::Builder::new()
             .prefix("hookguard-redis-")
             .tempdir()?;
         let mut last_error = None;
         for _ in 0..3 {
+            let port = free_port()?;
+            let cluster_port = if cluster { Some(free_port()?) } else { None };
             let mut server = RedisServer {
                 child: None,
-                port: free_port()?,
+                port,
+                cluster_port,
                 persistence,
                 paused: false,
                 dir,
@@ -66,6 +89,9 @@ impl RedisServer {
                 Err(error) => {
                     last_error = Some(error);
                     dir = std::mem::replace(&mut server.dir, tempfile::tempdir()?);
+                    // A cluster node that got as far as writing its config must not come back
+                    // with the old ports' identity.
+                    let _ = std::fs::remove_file(dir.path().join(CLUSTER_CONFIG_FILE));
                 }
             }
         }
@@ -116,10 +142,18 @@ impl RedisServer {
         Ok(())
     }
 
-    /// Kills the server if it runs and starts it again on the same port and directory.
+    /// Kills the server if it runs and starts it again on the same port and directory (with
+    /// AOF, the data survives only there). Nothing holds the port between the kill and the
+    /// new start: if another process took it meanwhile, this fails and says so.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill()?;
-        self.spawn()
+        self.spawn().with_context(|| {
+            format!(
+                "restarting redis-server on its old port {} failed; another process may have \
+                 taken the port after the kill",
+                self.port
+            )
+        })
     }
 
     /// `KEYS <pattern>`, sorted.
@@ -150,12 +184,16 @@ impl RedisServer {
 
     /// A fresh synchronous connection with bounded commands, for assertions.
     pub fn connect(&self) -> anyhow::Result<redis::Connection> {
+        self.connect_within(COMMAND_TIMEOUT)
+    }
+
+    fn connect_within(&self, timeout: Duration) -> anyhow::Result<redis::Connection> {
         let client = redis::Client::open(self.url())?;
         let conn = client
-            .get_connection_with_timeout(COMMAND_TIMEOUT)
+            .get_connection_with_timeout(timeout)
             .with_context(|| format!("connecting to redis on port {}", self.port))?;
-        conn.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-        conn.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.set_write_timeout(Some(timeout))?;
         Ok(conn)
     }
 
@@ -173,8 +211,19 @@ impl RedisServer {
             Persistence::None => "no",
             Persistence::AppendOnly => "yes",
         };
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()]);
+        if let Some(cluster_port) = self.cluster_port {
+            command.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &cluster_port.to_string(),
+                "--cluster-config-file",
+                CLUSTER_CONFIG_FILE,
+            ]);
+        }
+        let child = command
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -212,23 +261,36 @@ impl RedisServer {
         Ok(())
     }
 
+    /// Waits until the spawned process itself answers on the port: PONG, and `INFO server`
+    /// must name its PID, so a process that took the port cannot pass for it.
     fn wait_until_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
+        let pid = self.pid().context("redis-server was not spawned")?;
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
                 bail!("redis-server exited with {status}");
             }
-            let pong = self.connect().and_then(|mut conn| {
-                redis::cmd("PING")
-                    .query::<String>(&mut conn)
-                    .map_err(anyhow::Error::from)
+            // Short probes, so a server that exits (say, its port was taken) is noticed soon.
+            // PING first: it fails while the server is still loading its data, INFO does not.
+            let answered = self.connect_within(PROBE_TIMEOUT).and_then(|mut conn| {
+                redis::cmd("PING").query::<String>(&mut conn)?;
+                let info: String = redis::cmd("INFO").arg("server").query(&mut conn)?;
+                Ok(process_id(&info))
             });
-            match pong {
-                Ok(_) => return Ok(()),
+            match answered {
+                Ok(Some(answering)) if answering == pid => return Ok(()),
+                Ok(answering) => bail!(
+                    "port {} is served by another process ({}), not by redis-server {pid}",
+                    self.port,
+                    answering.map_or_else(
+                        || "no process_id in INFO".to_owned(),
+                        |p| format!("PID {p}")
+                    )
+                ),
                 Err(error) if Instant::now() >= deadline => {
-                    return Err(error.context(format!("no PONG within {START_TIMEOUT:?}")));
+                    return Err(error.context(format!("no answer within {START_TIMEOUT:?}")));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -267,6 +329,16 @@ impl RedisServer {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// The cluster config file of a cluster node, in its directory.
+const CLUSTER_CONFIG_FILE: &str = "nodes.conf";
+
+/// `process_id` from the text of `INFO server`.
+fn process_id(info: &str) -> Option<u32> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
 }
 
 impl Drop for RedisServer {

@@ -6,106 +6,112 @@
 // test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hookguard_tests::app::{Scoreboard, TestApp};
-use hookguard_tests::net::{free_port, wait_for_tcp};
+use hookguard_tests::redis::RedisServer;
 use hookguard_tests::sidecar::{SidecarHarness, generic_endpoint};
 
 const SECRET: &str = "cluster-secret";
 
-/// Three masters, no replicas, on 127.0.0.1.
+/// How long `redis-cli --cluster create` may take to create and join the cluster.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Three masters, no replicas, on 127.0.0.1. Each node is a [`RedisServer`] in cluster mode:
+/// started on free ports (client and bus) with retries, its log kept, stopped when dropped.
 struct Cluster {
-    nodes: Vec<(u16, Child)>,
-    _dir: tempfile::TempDir,
+    nodes: Vec<RedisServer>,
 }
 
 impl Cluster {
     fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut nodes = Vec::new();
-        for i in 0..3 {
-            let port = free_port().unwrap();
-            let node_dir = dir.path().join(format!("node{i}"));
-            std::fs::create_dir(&node_dir).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed: apt-get install redis-server (make test does it)");
-            wait_for_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(10)).unwrap();
-            nodes.push((port, child));
-        }
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_cluster_node().unwrap())
+            .collect();
         let addresses: Vec<String> = nodes
             .iter()
-            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .map(|node| format!("127.0.0.1:{}", node.port()))
             .collect();
-        let created = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        create
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli must be installed: apt-get install redis-tools");
-        assert!(
-            created.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&created.stdout)
-        );
-        let cluster = Cluster { nodes, _dir: dir };
+            .args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let (created, output) = run_within(create, CREATE_TIMEOUT);
+        assert!(created, "cluster create failed:\n{output}");
+        let cluster = Cluster { nodes };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !cluster
-            .nodes
-            .iter()
-            .all(|(port, _)| Cluster::cli(*port, &["cluster", "info"]).contains("cluster_state:ok"))
-        {
+        loop {
+            let infos: Vec<String> = cluster
+                .nodes
+                .iter()
+                .map(|node| {
+                    redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query::<String>(&mut node.connect().unwrap())
+                        .unwrap_or_else(|error| format!("CLUSTER INFO failed: {error}"))
+                })
+                .collect();
+            if infos.iter().all(|info| info.contains("cluster_state:ok")) {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
-                "the cluster never reached state ok"
+                "the cluster never reached state ok: {infos:#?}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
         cluster
     }
 
-    fn cli(port: u16, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
     /// Keys stored on each node (each node answers only for its own slots).
     fn keys_per_node(&self) -> Vec<usize> {
         self.nodes
             .iter()
-            .map(|(port, _)| {
-                Cluster::cli(*port, &["--scan", "--pattern", "hg:*"])
-                    .lines()
-                    .count()
-            })
+            .map(|node| node.keys("hg:*").unwrap().len())
             .collect()
     }
 
     fn seed_url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.nodes[0].0)
+        format!("redis://127.0.0.1:{}", self.nodes[0].port())
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.nodes {
-            let _ = child.kill();
-            let _ = child.wait();
+/// Runs `command` to completion, killing it past `timeout`. Returns whether it succeeded, and
+/// its stdout and stderr (kept in files, so a chatty command cannot block on a full pipe).
+fn run_within(mut command: Command, timeout: Duration) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("redis-cli must be installed: apt-get install redis-tools");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
         }
-    }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = format!(
+        "{}\n--- stdout ---\n{}--- stderr ---\n{}",
+        status.map_or_else(
+            || format!("killed after {timeout:?}"),
+            |status| status.to_string()
+        ),
+        std::fs::read_to_string(&stdout).unwrap_or_default(),
+        std::fs::read_to_string(&stderr).unwrap_or_default()
+    );
+    (status.is_some_and(|status| status.success()), output)
 }
 
 #[tokio::test]
@@ -117,9 +123,21 @@ async fn deliveries_are_deduplicated_across_a_redis_cluster() {
         .map(|i| (generic_endpoint(&format!("ep{i}"), app.port()), SECRET))
         .collect();
     let seed = cluster.seed_url();
-    let sidecar = SidecarHarness::start(endpoints, &["--store", &seed, "--store-mode", "cluster"])
-        .await
-        .unwrap();
+    // A generous store deadline: this test asserts exact statuses, and a claim slowed past
+    // the deadline (a loaded machine) would turn into a 503.
+    let sidecar = SidecarHarness::start(
+        endpoints,
+        &[
+            "--store",
+            &seed,
+            "--store-mode",
+            "cluster",
+            "--store-timeout",
+            "2s",
+        ],
+    )
+    .await
+    .unwrap();
     let board = Scoreboard::default();
     for i in 0..12 {
         let id = format!("evt-{i}");

@@ -127,10 +127,25 @@ async fn release_lets_the_retry_through_but_not_with_a_foreign_token() {
 async fn lease_expiry_makes_the_key_claimable_again() {
     let server = RedisServer::start().unwrap();
     let store = store_for(&server, DEADLINE).await;
-    claimed(store.claim(id("a"), SHORT_LEASE).await);
-    assert_in_flight(store.claim(id("a"), SHORT_LEASE).await);
-    sleep(SHORT_LEASE + Duration::from_millis(100)).await;
+    // A long lease, so the in-flight check cannot outlive it however slow the machine is...
     claimed(store.claim(id("a"), LEASE).await);
+    assert_in_flight(store.claim(id("a"), LEASE).await);
+    // ...then the lease runs out on purpose, the way it would by itself.
+    let keys = id("a");
+    let key = &keys.as_slice()[0];
+    let expiring: i64 = redis::cmd("PEXPIRE")
+        .arg(key)
+        .arg(1)
+        .query(&mut server.connect().unwrap())
+        .unwrap();
+    assert_eq!(expiring, 1, "{key} held a lease");
+    sleep(Duration::from_millis(100)).await;
+    claimed(store.claim(id("a"), LEASE).await);
+
+    // A short lease given to the claim runs out by itself.
+    claimed(store.claim(id("b"), SHORT_LEASE).await);
+    sleep(SHORT_LEASE + Duration::from_millis(100)).await;
+    claimed(store.claim(id("b"), LEASE).await);
 }
 
 #[tokio::test]

@@ -227,7 +227,12 @@ async fn shutdown_lets_a_request_in_flight_finish() {
                 .unwrap()
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down only once the request is in flight: the app has it, so the sidecar has
+    // accepted and read it (a request not yet read when shutdown begins may be cut off).
+    eventually("the request reaches the app", async || {
+        app.arrivals("s-1") == 1
+    })
+    .await;
     sidecar.running().shutdown();
     let answer = in_flight.await.unwrap();
     assert_eq!(

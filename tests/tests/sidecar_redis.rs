@@ -12,18 +12,37 @@ use hookguard_api::config::StoreUnavailable;
 use hookguard_tests::app::{Reply, Report, Scoreboard, TestApp};
 use hookguard_tests::redis::{Persistence, RedisServer};
 use hookguard_tests::sidecar::{Answer, Sender, SidecarHarness, generic_endpoint};
+use hookguard_tests::wait::eventually;
 
 const SECRET: &str = "redis-scenario-secret";
+
+/// The store deadline where Redis stays up: generous, so a command slowed by a loaded machine
+/// does not turn into a 503 in a scenario that asserts exact statuses.
+const STORE_TIMEOUT: &str = "2s";
+/// The store deadline where Redis is paused on purpose: short, so claims sent to the frozen
+/// server give up (503) while it is frozen. Those scenarios' senders accept 503 and retry.
+const OUTAGE_STORE_TIMEOUT: &str = "200ms";
 
 async fn sidecar(
     redis: &RedisServer,
     endpoints: Vec<hookguard_api::EndpointConfig>,
 ) -> SidecarHarness {
+    sidecar_with_store_timeout(redis, endpoints, STORE_TIMEOUT).await
+}
+
+async fn sidecar_with_store_timeout(
+    redis: &RedisServer,
+    endpoints: Vec<hookguard_api::EndpointConfig>,
+    store_timeout: &str,
+) -> SidecarHarness {
     let url = redis.url();
     let endpoints = endpoints.into_iter().map(|e| (e, SECRET)).collect();
-    SidecarHarness::start(endpoints, &["--store", &url, "--store-timeout", "200ms"])
-        .await
-        .unwrap()
+    SidecarHarness::start(
+        endpoints,
+        &["--store", &url, "--store-timeout", store_timeout],
+    )
+    .await
+    .unwrap()
 }
 
 fn assert_clean(report: Report) {
@@ -166,10 +185,13 @@ async fn an_app_500_releases_the_claim_and_the_retry_is_recorded() {
 
 #[tokio::test]
 async fn a_slow_app_gets_504_no_second_copy_and_its_late_2xx_is_recorded() {
+    // The app answers well after the 1 s upstream time-out, and well before the sidecar stops
+    // listening for a late answer (1 s before the 7 s lease ends).
+    const APP_DELAY: Duration = Duration::from_millis(3500);
     let redis = RedisServer::start().unwrap();
     let app = TestApp::start(|_, _| Reply {
         status: 200,
-        delay: Duration::from_millis(2500),
+        delay: APP_DELAY,
     })
     .await
     .unwrap();
@@ -185,9 +207,15 @@ async fn a_slow_app_gets_504_no_second_copy_and_its_late_2xx_is_recorded() {
         (first.status, first.outcome.as_deref()),
         (504, Some("upstream_timeout"))
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
+    assert_eq!(
+        app.commits("evt-slow"),
+        0,
         "504 comes at the upstream time-out, not when the app answers"
+    );
+    assert!(
+        started.elapsed() < APP_DELAY,
+        "504 comes at the upstream time-out, not when the app answers: took {:?}",
+        started.elapsed()
     );
 
     // The first copy is still running at the app: a retry must not reach it.
@@ -222,13 +250,17 @@ async fn a_slow_app_gets_504_no_second_copy_and_its_late_2xx_is_recorded() {
         1,
         "no second copy reached the app"
     );
-    assert_eq!(
-        sidecar
-            .metric("hookguard_late_answers_total{result=\"forwarded\"}")
-            .await
-            .unwrap(),
-        1
-    );
+    // The late-answer counter is bumped by the background task after the commit the loop
+    // above saw, so wait for it rather than read it once.
+    let late_answers = "hookguard_late_answers_total{result=\"forwarded\"}";
+    eventually(
+        "the late answer is counted",
+        Duration::from_secs(10),
+        || async { Ok(sidecar.metric(late_answers).await? >= 1) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sidecar.metric(late_answers).await.unwrap(), 1);
     let report = board.report(&app);
     assert_clean(report);
     assert_eq!(report.dup_at_app, 0);
@@ -240,7 +272,8 @@ async fn redis_stopped_during_traffic_gives_503s_and_loses_nothing() {
     let app = Arc::new(TestApp::ok().await.unwrap());
     let mut endpoint = generic_endpoint("paused", app.port());
     endpoint.upstream.timeout = "1s".into();
-    let sidecar = Arc::new(sidecar(&redis, vec![endpoint]).await);
+    let sidecar =
+        Arc::new(sidecar_with_store_timeout(&redis, vec![endpoint], OUTAGE_STORE_TIMEOUT).await);
     let board = Arc::new(Scoreboard::default());
 
     // Four senders, each retrying its deliveries until a 2xx, like a webhook sender does.
@@ -454,8 +487,20 @@ async fn redis_restarted_during_traffic_loses_nothing() {
     let board = Arc::new(Scoreboard::default());
     let senders = retrying_senders(&sidecar.sender(), &app, &board, "/restarted", 15);
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Kill Redis once a quarter of the deliveries got through, not after a fixed time: three
+    // quarters are then still to send, so the senders are sending while it is down, however
+    // fast or slow the machine.
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while board.acked() < 15 {
+        assert!(
+            Instant::now() < give_up,
+            "traffic never got going: {} of 60 acknowledged",
+            board.acked()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     redis.kill().unwrap();
+    let acked_at_kill = board.acked();
     tokio::time::sleep(Duration::from_millis(800)).await;
     redis.restart().unwrap();
 
@@ -465,7 +510,8 @@ async fn redis_restarted_during_traffic_loses_nothing() {
     }
     assert!(
         statuses.contains(&503),
-        "while Redis was down the sidecar answered 503: {statuses:?}"
+        "while Redis was down the sidecar answered 503 (killed with {acked_at_kill} of 60 \
+         acknowledged): {statuses:?}"
     );
     assert_eq!(board.acked(), 60, "every delivery got through in the end");
     let report = board.report(&app);
@@ -490,7 +536,7 @@ async fn a_sidecar_crash_during_traffic_loses_nothing_and_never_runs_two_copies_
         endpoint.upstream.timeout = "1s".into();
         (endpoint, SECRET)
     };
-    let store = ["--store", &redis.url(), "--store-timeout", "200ms"].map(str::to_owned);
+    let store = ["--store", &redis.url(), "--store-timeout", STORE_TIMEOUT].map(str::to_owned);
     let store: Vec<&str> = store.iter().map(String::as_str).collect();
     let first = SidecarHarness::start(vec![endpoint()], &store)
         .await
