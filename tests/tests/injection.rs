@@ -463,6 +463,20 @@ async fn a_denial_is_confirmed_with_the_api_server_before_it_is_answered() {
             "injected while the cache loads: {starting}"
         );
 
+        // A cache hit is answered from the cache, without asking the API server: an endpoint
+        // only the cache knows (Ready there, absent from the API server) is injected.
+        let (hit, mut writer) = reflector::store::<WebhookEndpoint>();
+        let mut only_in_cache = ns.api::<WebhookEndpoint>().get("pay").await?;
+        only_in_cache.metadata.name = Some("cached-only".into());
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(only_in_cache));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let from_cache = answer(&webhook(hit), &ns.name, "cached-only").await?;
+        ensure!(
+            from_cache["allowed"] == true && !from_cache["patch"].is_null(),
+            "a cache hit must not need the API server: {from_cache}"
+        );
+
         // Without a client (benchmarks, tests) the cache's word is final, as before.
         let cache_only = Webhook::new(
             frozen(),
