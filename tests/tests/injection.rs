@@ -457,10 +457,21 @@ async fn a_denial_is_confirmed_with_the_api_server_before_it_is_answered() {
 
         // The operator is starting: the cache has not listed at all.
         let (never_listed, _writer) = reflector::store::<WebhookEndpoint>();
-        let starting = answer(&webhook(never_listed), &ns.name, "pay").await?;
+        let starting_webhook = webhook(never_listed);
+        let starting = answer(&starting_webhook, &ns.name, "pay").await?;
         ensure!(
             starting["allowed"] == true && !starting["patch"].is_null(),
             "injected while the cache loads: {starting}"
+        );
+        let missing_while_starting = answer(&starting_webhook, &ns.name, "ghost").await?;
+        let message = missing_while_starting["status"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        ensure!(
+            missing_while_starting["allowed"] == false
+                && message.contains("\"ghost\"")
+                && message.contains("read from the API server just now"),
+            "{missing_while_starting}"
         );
 
         // A cache hit is answered from the cache, without asking the API server: an endpoint

@@ -328,7 +328,7 @@ impl Webhook {
             const STARTING: &str =
                 "the Hookguard operator is starting and has not loaded the WebhookEndpoints yet";
             return match self.read_directly(namespace).await {
-                Some(Ok(fresh)) => admit(request, &fresh.iter().collect::<Vec<_>>(), &self.config),
+                Some(Ok(fresh)) => self.admit_fresh(request, &fresh),
                 Some(Err(error)) => Decision::deny(
                     request,
                     "CacheNotReady",
@@ -361,14 +361,13 @@ impl Webhook {
         match self.read_directly(namespace).await {
             None => decision,
             Some(Ok(fresh)) => {
-                let fresh = admit(request, &fresh.iter().collect::<Vec<_>>(), &self.config);
-                if fresh.depends_on_endpoints {
-                    confirmation("confirmed");
-                    fresh.note(" (read from the API server just now, not from a cache)")
+                let fresh = self.admit_fresh(request, &fresh);
+                confirmation(if fresh.depends_on_endpoints {
+                    "confirmed"
                 } else {
-                    confirmation("stale_cache");
-                    fresh
-                }
+                    "stale_cache"
+                });
+                fresh
             }
             Some(Err(error)) => {
                 confirmation("failed");
@@ -377,6 +376,16 @@ impl Webhook {
                      {error}; if the endpoint exists and is Ready, create the pod again)"
                 ))
             }
+        }
+    }
+
+    /// [`admit`] from endpoints read from the API server; a denial says so.
+    fn admit_fresh(&self, request: &AdmissionRequest<Pod>, fresh: &[WebhookEndpoint]) -> Decision {
+        let decision = admit(request, &fresh.iter().collect::<Vec<_>>(), &self.config);
+        if decision.depends_on_endpoints {
+            decision.note(" (read from the API server just now, not from a cache)")
+        } else {
+            decision
         }
     }
 
