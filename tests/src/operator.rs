@@ -326,6 +326,7 @@ fn build_operator() -> anyhow::Result<PathBuf> {
     let mut build = Command::new(cargo);
     build.args([
         "build",
+        "--locked",
         "-p",
         "hookguard-operator",
         "--bin",
@@ -339,6 +340,29 @@ fn build_operator() -> anyhow::Result<PathBuf> {
     }
     let target_dir = profile_dir.parent().context("no target dir")?;
     build.env("CARGO_TARGET_DIR", target_dir);
+    // Cargo gives the test process the package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*,
+    // ...). Passed on, they reach build scripts that track them (ring's tracks
+    // CARGO_MANIFEST_DIR), so this build and the next `cargo` run from a shell would each find
+    // the other's artifacts stale and recompile ring, kube and the operator (about a minute
+    // on 2 cores, while the binary's other tests run).
+    for (name, _) in std::env::vars_os() {
+        let name_str = name.to_string_lossy();
+        if name_str.starts_with("CARGO_PKG_")
+            || name_str.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name_str.as_ref())
+        {
+            build.env_remove(&name);
+        }
+    }
     let output = build.output().context("running cargo build")?;
     if !output.status.success() {
         bail!(
