@@ -1,5 +1,5 @@
-//! Step 1 of the reconcile pipeline (IO): reads what the endpoint's reconcile depends on
-//! besides the endpoint itself: its generated Secret (the key ring lives there), its
+//! Step 1 of the reconcile pipeline (IO): reads the endpoint itself afresh ([`endpoint`]),
+//! then what its reconcile depends on: its generated Secret (the key ring lives there), its
 //! ConfigMap (the endpoint ID survives a lost status there) and a `secretRef`'s Secret.
 //!
 //! Plain GETs rather than caches: a reconcile needs the material of one Secret, and keeping
@@ -13,6 +13,9 @@ use kube::{Api, Client};
 /// A read failed. Transient: the API server or the network.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// Reading the endpoint itself failed.
+    #[error("reading the WebhookEndpoint")]
+    GetEndpoint(#[source] kube::Error),
     /// Reading a Secret failed.
     #[error("reading Secret {name}")]
     GetSecret {
@@ -53,6 +56,25 @@ pub struct Fetched {
     pub config_map: Option<ConfigMap>,
     /// A `secretRef`'s state (reference only).
     pub referenced: Option<Referenced>,
+}
+
+/// The endpoint as the API server has it now, or `None` once it is gone.
+///
+/// The reconcile is handed the watch cache's copy, and its status is the operator's memory
+/// (the endpoint ID, the key IDs and times). That copy can lag the status this operator wrote
+/// a moment ago: planning from it after, say, a deleted Secret would reuse key ID `k1` for new
+/// material, and after a lost ConfigMap could even choose a new endpoint ID. A GET without a
+/// resourceVersion is a consistent read.
+pub async fn endpoint(
+    client: &Client,
+    cached: &WebhookEndpoint,
+) -> Result<Option<WebhookEndpoint>, FetchError> {
+    let namespace = cached.metadata.namespace.as_deref().unwrap_or_default();
+    let name = cached.metadata.name.as_deref().unwrap_or_default();
+    Api::<WebhookEndpoint>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(FetchError::GetEndpoint)
 }
 
 /// Reads the endpoint's Secret(s) and ConfigMap.

@@ -351,11 +351,13 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-async fn reconcile_endpoint(
-    endpoint: &WebhookEndpoint,
-    context: &Context,
-) -> Result<Action, Error> {
+async fn reconcile_endpoint(cached: &WebhookEndpoint, context: &Context) -> Result<Action, Error> {
     let client = &context.client;
+    let Some(endpoint) = fetch::endpoint(client, cached).await? else {
+        // Deleted meanwhile: the owner references let the garbage collector clean up.
+        return Ok(Action::await_change());
+    };
+    let endpoint = &endpoint;
     let reference = endpoint.object_ref(&());
     let namespace = endpoint.namespace().unwrap_or_default();
     let name = endpoint.name_any();
