@@ -24,6 +24,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::{apply, eventually, kubectl, success};
+use hookguard_tests::injection::dry_run;
 pub use hookguard_tests::operator::operator_binary;
 
 /// The endpoint the tests declare.
@@ -494,18 +495,6 @@ pub async fn create_injected_pod(
         "{annotations:?}"
     );
     Ok(pod)
-}
-
-/// A server-side dry-run create: admission runs, nothing is stored.
-async fn dry_run(pods: &Api<Pod>, pod: &Pod) -> kube::Result<Pod> {
-    pods.create(
-        &PostParams {
-            dry_run: true,
-            ..PostParams::default()
-        },
-        pod,
-    )
-    .await
 }
 
 /// With the operator down, the webhook fails open and the admission policy keeps a labelled
