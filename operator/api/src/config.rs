@@ -116,12 +116,15 @@ impl Scheme {
 pub struct GenericOptions {
     /// Header carrying the lower-case hex signature. Default `X-Signature`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(length(min = 1, max = 256)))]
     pub signature_header: Option<String>,
     /// Header carrying the delivery ID. Default `X-Delivery-Id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(length(min = 1, max = 256)))]
     pub delivery_id_header: Option<String>,
     /// Header carrying the event type, used by `eventTypes`. No default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(length(min = 1, max = 256)))]
     pub event_type_header: Option<String>,
 }
 

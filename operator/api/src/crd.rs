@@ -12,12 +12,66 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use kube::core::Message;
+
 use crate::config::{GenericOptions, Scheme, StoreUnavailable};
+use crate::names::{SIDECAR_ADMIN_PORT, SIDECAR_PORT};
+use crate::validation::{MAX_BODY_SIZE, MAX_EVENT_TYPE_LENGTH};
 
 /// Matches a duration such as `500ms`, `30s`, `5m` or `1h30m` (whole numbers per unit).
 const DURATION_PATTERN: &str = "^([0-9]+(ns|us|ms|s|m|h))+$";
 /// Matches an integer byte size with an optional unit such as `65536`, `64Ki` or `1Mi`.
 const SIZE_PATTERN: &str = "^[0-9]+(Ki|Mi|Gi|k|M|G)?$";
+
+// The rules below state `validation.rs` for the API server; `tests/tests/validity.rs` sends
+// every case of that module's table to a real API server and fails where the two disagree.
+
+/// CEL: a URL path of RFC 3986 path characters only (anything else percent-encoded).
+const PATH_CHARS_RULE: &str = r#"self.matches(r"^[A-Za-z0-9._~!$&'()*+,;=:@/%-]*$")"#;
+/// CEL: no `.` or `..` segment.
+const PATH_DOT_SEGMENT_RULE: &str = r#"!self.matches(r"(^|/)[.][.]?(/|$)")"#;
+/// CEL: every `%` starts a two-digit hex encoding.
+const PATH_PERCENT_RULE: &str =
+    r#"!self.matches(r"%([^0-9A-Fa-f]|$|[0-9A-Fa-f]([^0-9A-Fa-f]|$))")"#;
+/// CEL: an HTTP header name (RFC 9110 token).
+const HEADER_NAME_RULE: &str = r#"self.matches(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")"#;
+
+/// [`HEADER_NAME_RULE`] for the optional field `name` of `self`.
+fn header_rule(name: &str) -> String {
+    format!(
+        "!has(self.{name}) || {}",
+        HEADER_NAME_RULE.replace("self.", &format!("self.{name}."))
+    )
+}
+const PATH_CHARS_MESSAGE: &str =
+    "a path holds only URL path characters: percent-encode others (a space is %20)";
+const PATH_DOT_SEGMENT_MESSAGE: &str =
+    "a path has no '.' or '..' segment: HTTP clients resolve those away before sending";
+const PATH_PERCENT_MESSAGE: &str = "in a path, '%' starts a percent-encoding such as %20";
+const HEADER_NAME_MESSAGE: &str =
+    "a header name holds letters, digits and - (such as X-Delivery-Id)";
+
+fn port_rule() -> String {
+    format!("self != {SIDECAR_PORT} && self != {SIDECAR_ADMIN_PORT}")
+}
+fn port_message() -> Message {
+    Message::Message(format!(
+        "upstream.port must be the app container's port, not the sidecar's own ({SIDECAR_PORT}, {SIDECAR_ADMIN_PORT}): deliveries would loop"
+    ))
+}
+fn event_types_rule() -> String {
+    format!("self.all(t, size(t) >= 1 && size(t) <= {MAX_EVENT_TYPE_LENGTH})")
+}
+fn event_types_message() -> Message {
+    Message::Message(format!(
+        "each of eventTypes is 1 to {MAX_EVENT_TYPE_LENGTH} characters, such as invoice.paid"
+    ))
+}
+fn body_size_rule() -> String {
+    format!(
+        "!self.matches('{SIZE_PATTERN}') || (quantity(self).isGreaterThan(quantity('0')) && quantity(self).compareTo(quantity('{MAX_BODY_SIZE}')) <= 0)"
+    )
+}
 
 /// A webhook endpoint: where a sender's deliveries arrive, how they are signed, and where
 /// verified deliveries go. The operator creates its signing Secret and the sidecar
@@ -48,6 +102,9 @@ pub struct WebhookEndpointSpec {
     /// The path the sidecar serves for this endpoint, e.g. /webhooks/stripe. Point the
     /// sender at the app's Service with this path.
     #[x_kube(validation = Rule::new("self.startsWith('/') && !self.contains('?') && !self.contains('#')").message("path must start with '/' and hold no query or fragment, e.g. /webhooks/stripe"))]
+    #[x_kube(validation = Rule::new(PATH_CHARS_RULE).message(PATH_CHARS_MESSAGE))]
+    #[x_kube(validation = Rule::new(PATH_DOT_SEGMENT_RULE).message(PATH_DOT_SEGMENT_MESSAGE))]
+    #[x_kube(validation = Rule::new(PATH_PERCENT_RULE).message(PATH_PERCENT_MESSAGE))]
     #[schemars(length(min = 1, max = 1024))]
     pub path: String,
 
@@ -61,6 +118,9 @@ pub struct WebhookEndpointSpec {
 
     /// Header names for the Generic scheme; not allowed with other schemes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(header_rule("signatureHeader")).message(HEADER_NAME_MESSAGE).field_path(".signatureHeader"))]
+    #[x_kube(validation = Rule::new(header_rule("deliveryIdHeader")).message(HEADER_NAME_MESSAGE).field_path(".deliveryIdHeader"))]
+    #[x_kube(validation = Rule::new(header_rule("eventTypeHeader")).message(HEADER_NAME_MESSAGE).field_path(".eventTypeHeader"))]
     pub generic: Option<GenericOptions>,
 
     /// Key rotation of a generated secret.
@@ -82,11 +142,13 @@ pub struct WebhookEndpointSpec {
     /// forwarded. Empty: all types.
     #[serde(default)]
     #[schemars(length(max = 256))]
+    #[x_kube(validation = Rule::new(event_types_rule()).message(event_types_message()))]
     pub event_types: Vec<String>,
 
     /// Largest accepted request body, e.g. 1Mi or 64Ki (at most 64Mi); larger requests get 413.
     #[serde(default = "default_max_body_size")]
     #[x_kube(validation = Rule::new(format!("self.matches('{SIZE_PATTERN}')")).message("maxBodySize is an integer with an optional unit: 65536, 64Ki, 1Mi"))]
+    #[x_kube(validation = Rule::new(body_size_rule()).message("maxBodySize must be between 1 and 64Mi"))]
     pub max_body_size: String,
 
     /// What the sidecar does when the dedup store (Redis) cannot answer: Reject answers 503
@@ -106,11 +168,16 @@ pub struct WebhookEndpointSpec {
 pub struct UpstreamSpec {
     /// The app container's port on localhost.
     #[schemars(range(min = 1, max = 65535))]
+    #[x_kube(validation = Rule::new(port_rule()).message(port_message()))]
     pub port: i32,
 
-    /// Path on the app; unset: the same path as the request.
+    /// Path on the app; unset: the same path as the request (the request's query is kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.startsWith('/')").message("upstream.path must start with '/'"))]
+    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.contains('?') && !self.contains('#')").message("upstream.path must start with '/' and hold no query or fragment"))]
+    #[x_kube(validation = Rule::new(PATH_CHARS_RULE).message(PATH_CHARS_MESSAGE))]
+    #[x_kube(validation = Rule::new(PATH_DOT_SEGMENT_RULE).message(PATH_DOT_SEGMENT_MESSAGE))]
+    #[x_kube(validation = Rule::new(PATH_PERCENT_RULE).message(PATH_PERCENT_MESSAGE))]
+    #[schemars(length(min = 1, max = 1024))]
     pub path: Option<String>,
 
     /// Time the app has to answer, e.g. 10s; then the sender gets 504 and the delivery stays
@@ -222,6 +289,8 @@ impl Default for ReplaySpec {
 pub struct IdempotencyKeySpec {
     /// A request header, e.g. X-Delivery-Id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(HEADER_NAME_RULE).message(HEADER_NAME_MESSAGE))]
+    #[schemars(length(min = 1, max = 256))]
     pub header: Option<String>,
     /// A JSON pointer into the body, e.g. /id.
     #[serde(default, skip_serializing_if = "Option::is_none")]

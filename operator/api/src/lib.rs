@@ -2,13 +2,15 @@
 //! endpoint configuration file format.
 //!
 //! This crate has no client and does no IO. The operator renders [`config::EndpointConfig`]
-//! into a ConfigMap; the sidecar reads the same type from the mounted file and validates it.
+//! into a ConfigMap; the sidecar reads the same type from the mounted file. Both check it with
+//! [`validation::check`], the one definition of a valid endpoint.
 
 pub mod config;
 #[cfg(feature = "crd")]
 pub mod crd;
 pub mod names;
 pub mod units;
+pub mod validation;
 
 pub use config::{
     EndpointConfig, GenericOptions, IdempotencyKey, Replay, Scheme, StoreUnavailable, Upstream,

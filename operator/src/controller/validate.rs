@@ -1,26 +1,27 @@
 //! Step 2 of the reconcile pipeline (pure): checks a `WebhookEndpoint` and turns it into a
 //! [`ValidatedEndpoint`], so nothing after this step sees an optional or unparsed spec field.
 //!
-//! The CRD's OpenAPI bounds and CEL rules already reject most bad specs at the API server;
-//! this repeats the checks the sidecar would refuse anyway, because an object stored under an
-//! older schema (or written with validation off) must become a clear condition, not a
-//! ConfigMap the sidecar cannot load.
+//! The rules are [`hookguard_api::validation`]'s, the ones the sidecar loads its file with:
+//! this step renders the spec into the sidecar's configuration and checks that, so a spec
+//! reported Ready is a file the sidecar accepts. The CRD's CEL rules state the same rules for
+//! the API server; an object stored under an older schema (or written with validation off)
+//! still becomes a clear condition here, never a ConfigMap the sidecar cannot load. Only what
+//! the file cannot express (metadata, the secret source, rotation) is checked here alone.
 
 use std::time::Duration;
 
-use hookguard_api::config::{
-    EndpointConfig, IdempotencyKey, Replay, Scheme, StoreUnavailable, Upstream,
-};
+use hookguard_api::config::{EndpointConfig, IdempotencyKey, Replay, Upstream};
 use hookguard_api::crd::{WebhookEndpoint, WebhookEndpointSpec};
 use hookguard_api::names::SIDECAR_SECRET_ROOT;
-use hookguard_api::units::{UnitError, parse_duration, parse_size};
+use hookguard_api::validation::{self, Invalid};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource as _;
 
-/// The sidecar refuses bodies larger than this.
-const MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
 /// The CRD's lower bound for `rotation.every`: rotating more often would churn senders.
 const MIN_ROTATION_EVERY: Duration = Duration::from_secs(3600);
+/// Stands in for the endpoint ID while the spec is checked: the reconciler chooses the real
+/// one later (it must stay stable), always of the form the rules accept.
+const ENDPOINT_ID_UNDECIDED: &str = "undecided";
 
 /// Why a spec cannot be reconciled. All of these are permanent: only a spec change helps.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,35 +29,21 @@ pub enum ValidateError {
     /// The object lacks a name, namespace or uid (never true for a stored object).
     #[error("the object has no {0}")]
     MissingMetadata(&'static str),
-    /// `spec.path` is not an absolute path.
-    #[error("spec.path {0:?} must start with '/' and hold no query or fragment")]
-    Path(String),
-    /// `spec.upstream.port` is outside 1–65535.
-    #[error("spec.upstream.port {0} is not a port (1-65535)")]
-    Port(i32),
-    /// `spec.upstream.path` is not an absolute path.
-    #[error("spec.upstream.path {0:?} must start with '/'")]
-    UpstreamPath(String),
-    /// A duration field does not parse or is out of bounds.
-    #[error("{field}: {reason}")]
-    Duration {
-        /// The field, e.g. `spec.replay.window`.
-        field: &'static str,
-        /// What is wrong, with the fix.
-        reason: String,
-    },
-    /// `spec.maxBodySize` does not parse or exceeds 64Mi.
-    #[error("spec.maxBodySize: {0}")]
-    MaxBodySize(String),
+    /// A field breaks the shared rules; the text the sidecar would print, under `spec.`.
+    #[error("spec.{}: {}", .0.field, .0.problem)]
+    Field(Invalid),
     /// Not exactly one of `secret.generate` and `secret.secretRef`.
     #[error("set exactly one of spec.secret.generate and spec.secret.secretRef")]
     SecretSource,
-    /// `spec.generic` with a scheme other than Generic.
-    #[error("spec.generic applies only to scheme Generic")]
-    GenericOptions,
     /// Not exactly one of `idempotencyKey.header` and `idempotencyKey.jsonPointer`.
     #[error("set exactly one of spec.idempotencyKey.header and spec.idempotencyKey.jsonPointer")]
     IdempotencyKey,
+}
+
+impl From<Invalid> for ValidateError {
+    fn from(invalid: Invalid) -> Self {
+        ValidateError::Field(invalid)
+    }
 }
 
 /// Where the signing keys come from, with every value parsed.
@@ -112,42 +99,39 @@ pub fn validate(endpoint: &WebhookEndpoint) -> Result<ValidatedEndpoint, Validat
     let owner = endpoint
         .controller_owner_ref(&())
         .ok_or(ValidateError::MissingMetadata("uid"))?;
-    let spec = &endpoint.spec;
+    let config = sidecar_config(&name, &endpoint.spec)?;
+    validation::check(&EndpointConfig {
+        endpoint_id: ENDPOINT_ID_UNDECIDED.to_owned(),
+        ..config.clone()
+    })?;
+    let secret = secret_plan(&endpoint.spec)?;
+    Ok(ValidatedEndpoint {
+        name,
+        namespace,
+        generation: meta.generation,
+        owner,
+        config,
+        secret,
+        rotate_request: meta
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(hookguard_api::names::ANNOTATION_ROTATE))
+            .cloned(),
+    })
+}
 
-    if !spec.path.starts_with('/') || spec.path.contains(['?', '#']) {
-        return Err(ValidateError::Path(spec.path.clone()));
-    }
-    let port = u16::try_from(spec.upstream.port)
-        .ok()
-        .filter(|port| *port != 0)
-        .ok_or(ValidateError::Port(spec.upstream.port))?;
-    if let Some(path) = &spec.upstream.path
-        && !path.starts_with('/')
-    {
-        return Err(ValidateError::UpstreamPath(path.clone()));
-    }
-    let timeout = duration("spec.upstream.timeout", &spec.upstream.timeout)?;
-    positive("spec.upstream.timeout", timeout)?;
-    let tolerance = duration("spec.replay.tolerance", &spec.replay.tolerance)?;
-    positive("spec.replay.tolerance", tolerance)?;
-    let window = duration("spec.replay.window", &spec.replay.window)?;
-    if window < tolerance * 2 {
-        return Err(ValidateError::Duration {
-            field: "spec.replay.window",
-            reason: "must be at least twice spec.replay.tolerance".to_owned(),
-        });
-    }
-    let max_body = parse_size(&spec.max_body_size)
-        .map_err(|err| ValidateError::MaxBodySize(err.to_string()))?;
-    if max_body == 0 || max_body > MAX_BODY_SIZE {
-        return Err(ValidateError::MaxBodySize(format!(
-            "{:?} must be between 1 and 64Mi",
-            spec.max_body_size
-        )));
-    }
-    if spec.generic.is_some() && spec.scheme != Scheme::Generic {
-        return Err(ValidateError::GenericOptions);
-    }
+/// The sidecar's configuration for `spec`, unchecked, with the endpoint ID left empty. Fails
+/// only where the file cannot express the spec: a port outside 0–65535, or both idempotency
+/// key sources.
+pub fn sidecar_config(
+    name: &str,
+    spec: &WebhookEndpointSpec,
+) -> Result<EndpointConfig, ValidateError> {
+    let port = match u16::try_from(spec.upstream.port) {
+        Ok(port) => port,
+        // Outside what the file can hold: refused with the shared rule's words.
+        Err(_) => validation::port(i64::from(spec.upstream.port))?,
+    };
     let idempotency_key = match &spec.idempotency_key {
         None => None,
         Some(key) => match (&key.header, &key.json_pointer) {
@@ -156,10 +140,8 @@ pub fn validate(endpoint: &WebhookEndpoint) -> Result<ValidatedEndpoint, Validat
             _ => return Err(ValidateError::IdempotencyKey),
         },
     };
-    let secret = secret_plan(spec)?;
-
-    let config = EndpointConfig {
-        name: name.clone(),
+    Ok(EndpointConfig {
+        name: name.to_owned(),
         endpoint_id: String::new(),
         path: spec.path.clone(),
         scheme: spec.scheme,
@@ -177,23 +159,7 @@ pub fn validate(endpoint: &WebhookEndpoint) -> Result<ValidatedEndpoint, Validat
         idempotency_key,
         event_types: spec.event_types.clone(),
         max_body_size: spec.max_body_size.clone(),
-        store_unavailable: match spec.store_unavailable {
-            StoreUnavailable::Reject => StoreUnavailable::Reject,
-            StoreUnavailable::Allow => StoreUnavailable::Allow,
-        },
-    };
-    Ok(ValidatedEndpoint {
-        name,
-        namespace,
-        generation: meta.generation,
-        owner,
-        config,
-        secret,
-        rotate_request: meta
-            .annotations
-            .as_ref()
-            .and_then(|annotations| annotations.get(hookguard_api::names::ANNOTATION_ROTATE))
-            .cloned(),
+        store_unavailable: spec.store_unavailable,
     })
 }
 
@@ -201,16 +167,19 @@ pub fn validate(endpoint: &WebhookEndpoint) -> Result<ValidatedEndpoint, Validat
 fn secret_plan(spec: &WebhookEndpointSpec) -> Result<SecretPlan, ValidateError> {
     match (&spec.secret.generate, &spec.secret.secret_ref) {
         (Some(_), None) => {
-            let grace_period = duration("spec.rotation.gracePeriod", &spec.rotation.grace_period)?;
+            let grace_period =
+                validation::duration("rotation.gracePeriod", &spec.rotation.grace_period)?;
             let every = match &spec.rotation.every {
                 None => None,
                 Some(text) => {
-                    let every = duration("spec.rotation.every", text)?;
+                    let every = validation::duration("rotation.every", text)?;
                     if every < MIN_ROTATION_EVERY {
-                        return Err(ValidateError::Duration {
-                            field: "spec.rotation.every",
-                            reason: "must be at least 1h".to_owned(),
-                        });
+                        return Err(ValidateError::Field(Invalid {
+                            field: "rotation.every",
+                            problem: format!(
+                                "{text} is too short: must be at least 1h, or senders churn"
+                            ),
+                        }));
                     }
                     Some(every)
                 }
@@ -226,23 +195,6 @@ fn secret_plan(spec: &WebhookEndpointSpec) -> Result<SecretPlan, ValidateError> 
         }),
         _ => Err(ValidateError::SecretSource),
     }
-}
-
-fn duration(field: &'static str, text: &str) -> Result<Duration, ValidateError> {
-    parse_duration(text).map_err(|err: UnitError| ValidateError::Duration {
-        field,
-        reason: err.to_string(),
-    })
-}
-
-fn positive(field: &'static str, value: Duration) -> Result<(), ValidateError> {
-    if value.is_zero() {
-        return Err(ValidateError::Duration {
-            field,
-            reason: "must be positive".to_owned(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -307,13 +259,25 @@ mod tests {
 
     #[rstest::rstest]
     #[case::relative_path("path: hook, upstream: {port: 80}", "spec.path")]
-    #[case::port_zero("path: /h, upstream: {port: 0}", "port 0")]
-    #[case::port_too_big("path: /h, upstream: {port: 70000}", "port 70000")]
+    #[case::port_zero("path: /h, upstream: {port: 0}", "spec.upstream.port: 0 is not a port")]
+    #[case::port_too_big(
+        "path: /h, upstream: {port: 70000}",
+        "spec.upstream.port: 70000 is not a port"
+    )]
+    #[case::sidecar_port("path: /h, upstream: {port: 9880}", "sidecar's own port")]
+    #[case::upstream_fragment("path: /h, upstream: {port: 80, path: '/a#b'}", "spec.upstream.path")]
+    #[case::bad_header(
+        "path: /h, upstream: {port: 80}, idempotencyKey: {header: bad header}",
+        "spec.idempotencyKey.header"
+    )]
+    #[case::empty_event_type("path: /h, upstream: {port: 80}, eventTypes: ['']", "spec.eventTypes")]
+    #[case::dot_segment("path: /webhooks/../x, upstream: {port: 80}", "'..' segment")]
+    #[case::space("path: /web hooks, upstream: {port: 80}", "%20")]
     #[case::bad_timeout(
         "path: /h, upstream: {port: 80, timeout: 10x}",
         "spec.upstream.timeout"
     )]
-    #[case::zero_timeout("path: /h, upstream: {port: 80, timeout: 0s}", "positive")]
+    #[case::zero_timeout("path: /h, upstream: {port: 80, timeout: 0s}", "longer than zero")]
     #[case::short_window(
         "path: /h, upstream: {port: 80}, replay: {tolerance: 5m, window: 9m}",
         "twice"

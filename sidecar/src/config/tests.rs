@@ -1,6 +1,8 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser as _};
+use hookguard_api::config::{CONFIG_FILE_NAME, Scheme};
 use rstest::rstest;
 use serde_json::{Value, json};
 

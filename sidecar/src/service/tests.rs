@@ -18,24 +18,13 @@ use crate::metrics::Metrics;
 
 const SECRET: &str = "service-test-secret";
 
-fn sidecar_with(
-    config: serde_json::Value,
-    body_read_timeout: Duration,
-) -> (tempfile::TempDir, Sidecar) {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir(&secrets).unwrap();
-    std::fs::write(secrets.join("k1"), SECRET).unwrap();
+fn sidecar_with(config: serde_json::Value, body_read_timeout: Duration) -> Sidecar {
     let mut config = config;
-    config["secretDir"] = json!(secrets);
-    let endpoints_dir = dir.path().join("endpoints");
-    std::fs::create_dir(&endpoints_dir).unwrap();
-    std::fs::write(
-        endpoints_dir.join("e.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
-    let endpoints = crate::config::load_endpoints(&endpoints_dir).unwrap();
+    config["secretDir"] = json!("/unused: the key is given below");
+    let config: hookguard_api::config::EndpointConfig = serde_json::from_value(config).unwrap();
+    let key = crate::verify::SigningKey::new(config.scheme, "k1", SECRET.as_bytes()).unwrap();
+    let endpoint = crate::config::Endpoint::from_config(config, vec![key]).unwrap();
+    let endpoints = crate::config::Endpoints::new(vec![("e".into(), endpoint)]).unwrap();
     let metrics = Arc::new(Metrics::new());
     let limits = MemoryLimits {
         max_entries: 1000,
@@ -50,17 +39,16 @@ fn sidecar_with(
         upstream_host: "127.0.0.1".into(),
         body_read_timeout,
     };
-    let sidecar = Sidecar::new(
+    Sidecar::new(
         &endpoints,
         store,
         metrics,
         settings,
         crate::forward::Background::default(),
-    );
-    (dir, sidecar)
+    )
 }
 
-fn generic() -> (tempfile::TempDir, Sidecar) {
+fn generic() -> Sidecar {
     sidecar_with(
         json!({"name": "e", "endpointId": "e1", "path": "/hook", "scheme": "Generic",
                "upstream": {"port": 9}, "maxBodySize": "1Ki"}),
@@ -101,7 +89,7 @@ fn entries(sidecar: &Sidecar) -> u64 {
 
 #[tokio::test]
 async fn unknown_path_is_404_and_not_post_is_405() {
-    let (_dir, sidecar) = generic();
+    let sidecar = generic();
     let request = Request::post("/elsewhere")
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -115,7 +103,7 @@ async fn unknown_path_is_404_and_not_post_is_405() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_are_413_declared_or_streamed() {
-    let (_dir, sidecar) = generic();
+    let sidecar = generic();
     let declared = Request::post("/hook")
         .header("content-length", "5000")
         .body(Full::new(Bytes::from(vec![b'a'; 5000])))
@@ -132,7 +120,7 @@ async fn bodies_over_the_limit_are_413_declared_or_streamed() {
 
 #[tokio::test]
 async fn a_body_that_stalls_gets_408() {
-    let (_dir, sidecar) = sidecar_with(
+    let sidecar = sidecar_with(
         json!({"name": "e", "endpointId": "e1", "path": "/hook", "scheme": "Generic", "upstream": {"port": 9}}),
         Duration::from_millis(100),
     );
@@ -144,7 +132,7 @@ async fn a_body_that_stalls_gets_408() {
 
 #[tokio::test]
 async fn signature_problems_are_400_or_401_and_touch_no_store() {
-    let (_dir, sidecar) = generic();
+    let sidecar = generic();
     let unsigned = Request::post("/hook")
         .header("x-delivery-id", "d1")
         .body(Full::new(Bytes::from_static(b"{}")))
@@ -167,7 +155,7 @@ async fn signature_problems_are_400_or_401_and_touch_no_store() {
 
 #[tokio::test]
 async fn unsubscribed_event_types_are_200_filtered_without_a_claim() {
-    let (_dir, sidecar) = sidecar_with(
+    let sidecar = sidecar_with(
         json!({"name": "e", "endpointId": "e1", "path": "/hook", "scheme": "Generic", "upstream": {"port": 9},
                "generic": {"eventTypeHeader": "x-event"}, "eventTypes": ["invoice.paid"]}),
         Duration::from_secs(5),
@@ -183,7 +171,7 @@ async fn unsubscribed_event_types_are_200_filtered_without_a_claim() {
 #[tokio::test]
 async fn an_app_that_refuses_connections_gets_502_and_the_claim_is_released() {
     // Port 9 (discard) is closed on the test machine: the connection is refused.
-    let (_dir, sidecar) = generic();
+    let sidecar = generic();
     assert_eq!(
         call(&sidecar, signed("{}", "d1")).await,
         (502, "upstream_unreachable".into())
@@ -249,7 +237,7 @@ fn slack_signed(body: &'static str) -> Request<Full<Bytes>> {
 #[tokio::test]
 async fn slack_url_verification_reaches_the_app_without_a_claim() {
     // Port 9 refuses: a forwarded request shows as 502, a refused one as 400.
-    let (_dir, sidecar) = sidecar_with(
+    let sidecar = sidecar_with(
         json!({"name": "s", "endpointId": "s1", "path": "/slack", "scheme": "Slack", "upstream": {"port": 9}}),
         Duration::from_secs(5),
     );

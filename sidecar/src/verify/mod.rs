@@ -123,36 +123,9 @@ pub enum KeyError {
     Unusable,
 }
 
-/// Where the delivery ID comes from when the endpoint overrides the scheme default.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// A request header.
-    Header(HeaderName),
-    /// An RFC 6901 JSON pointer into the body, e.g. `/id`; its value must be a string or an
-    /// integer.
-    JsonPointer(String),
-}
-
-/// Header names of the Generic scheme.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GenericHeaders {
-    /// Carries the lower-case hex HMAC-SHA256 of the body.
-    pub signature: HeaderName,
-    /// Carries the delivery ID; required on every delivery.
-    pub delivery_id: HeaderName,
-    /// Carries the event type, if the sender sends one.
-    pub event_type: Option<HeaderName>,
-}
-
-impl Default for GenericHeaders {
-    fn default() -> Self {
-        Self {
-            signature: HeaderName::from_static("x-signature"),
-            delivery_id: HeaderName::from_static("x-delivery-id"),
-            event_type: None,
-        }
-    }
-}
+// Where the delivery ID comes from, and the Generic scheme's headers: parsed by the shared
+// rules (`hookguard_api::validation`), so the operator and the sidecar agree on them.
+pub use hookguard_api::validation::{GenericHeaders, KeySource};
 
 /// Everything needed to build a [`Verifier`] for one endpoint.
 #[derive(Debug, Clone)]
