@@ -75,8 +75,30 @@ pub async fn create_endpoint(
     pod_selector: Option<serde_json::Value>,
     ready: bool,
 ) -> anyhow::Result<()> {
+    create_endpoint_at(
+        ns,
+        name,
+        &format!("/{name}"),
+        app_port,
+        secret,
+        pod_selector,
+        ready,
+    )
+    .await
+}
+
+/// [`create_endpoint`] serving `path`.
+pub async fn create_endpoint_at(
+    ns: &TestNamespace,
+    name: &str,
+    path: &str,
+    app_port: u16,
+    secret: &str,
+    pod_selector: Option<serde_json::Value>,
+    ready: bool,
+) -> anyhow::Result<()> {
     let mut spec = json!({
-        "scheme": "Generic", "path": format!("/{name}"),
+        "scheme": "Generic", "path": path,
         "upstream": {"port": app_port, "timeout": "2s"},
     });
     if let Some(selector) = pod_selector {

@@ -23,9 +23,9 @@ use hookguard_operator::certs::{CA_BUNDLE_FIELD_MANAGER, CertPair, issue_ca, iss
 use hookguard_tests::app::{TestApp, outcome_of};
 use hookguard_tests::control_plane::{TestNamespace, with_namespace};
 use hookguard_tests::injection::{
-    OTHER_INIT_CONTAINER, OtherWebhook, TestWebhook, TestWebhookOptions, create_endpoint, dry_run,
-    ensure_crd, eventually, injection_config, materialize_mounts, pod, remap_endpoint_files,
-    sidecar_of,
+    OTHER_INIT_CONTAINER, OtherWebhook, TestWebhook, TestWebhookOptions, create_endpoint,
+    create_endpoint_at, dry_run, ensure_crd, eventually, injection_config, materialize_mounts, pod,
+    remap_endpoint_files, sidecar_of,
 };
 use hookguard_tests::redis::RedisServer;
 use hookguard_tests::sidecar::sign_hex;
@@ -400,6 +400,43 @@ async fn an_endpoint_and_a_pod_created_back_to_back_inject_on_the_first_creation
             "back to back: 10 of 10 injected at once; the cache had not seen the endpoint yet for {} of them",
             stale() - stale_before
         );
+        webhook.unregister().await;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_endpoints_on_one_path_are_denied_naming_both() {
+    with_namespace("inj-path", |ns| async move {
+        ensure_crd(&ns.client).await?;
+        create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
+        create_endpoint_at(&ns, "twin", "/pay", 8080, SECRET, None, true).await?;
+        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
+        webhook.wait_reachable(&ns, "pay").await?;
+        let pods: Api<Pod> = ns.api();
+        let shared_path = refusal(
+            pods.create(
+                &PostParams::default(),
+                &pod(
+                    Some("p"),
+                    &labelled(),
+                    &[(ANNOTATION_ENDPOINTS, "twin,pay")],
+                )?,
+            )
+            .await,
+        )?;
+        assert!(
+            shared_path.contains("\"pay\" and \"twin\"") && shared_path.contains("path /pay"),
+            "names both endpoints and the path: {shared_path}"
+        );
+        let one = pods
+            .create(
+                &PostParams::default(),
+                &pod(Some("q"), &labelled(), &[(ANNOTATION_ENDPOINTS, "twin")])?,
+            )
+            .await?;
+        assert!(sidecar_of(&one).is_some(), "one of them alone is injected");
         webhook.unregister().await;
         Ok(())
     })

@@ -648,6 +648,55 @@ async fn rotation_keeps_two_keys_during_the_grace_period_then_one() {
     .await;
 }
 
+/// One path per namespace: the later endpoint is told who holds it, gets no children, and
+/// becomes Ready once the holder is gone (a watch, not the five-minute retry).
+#[tokio::test]
+async fn a_second_endpoint_on_a_path_waits_until_the_path_is_free() {
+    with_namespace("op-path", |ns| async move {
+        let operator = InProcess::solo(&ns).await?;
+        let api: Api<WebhookEndpoint> = ns.api();
+        api.create(
+            &PostParams::default(),
+            &endpoint("alpha", &generic_spec("/shared", 8080, ""))?,
+        )
+        .await?;
+        wait_condition(&api, "alpha", "Ready", "True", READY_WITHIN).await?;
+        api.create(
+            &PostParams::default(),
+            &endpoint("beta", &generic_spec("/shared", 8080, ""))?,
+        )
+        .await?;
+        let waiting = wait_condition(&api, "beta", "Ready", "False", READY_WITHIN).await?;
+        let (_, reason, message) = condition(&waiting, "Ready").context("no Ready")?;
+        ensure!(reason == "PathConflict", "{reason}: {message}");
+        ensure!(
+            message.contains("alpha and beta both serve path /shared")
+                && message.contains("alpha was created first"),
+            "{message}"
+        );
+        let config_maps: Api<ConfigMap> = ns.api();
+        ensure!(
+            config_maps
+                .get_opt(&sidecar_config_name("beta"))
+                .await?
+                .is_none(),
+            "a waiting endpoint renders no sidecar configuration"
+        );
+        let alpha = api.get("alpha").await?;
+        ensure!(
+            condition(&alpha, "Ready").is_some_and(|(status, _, _)| status == "True"),
+            "the holder stays Ready"
+        );
+
+        // BY_A_WATCH is far below the 300 s retry of a permanent error: only a watch makes it.
+        api.delete("alpha", &DeleteParams::default()).await?;
+        wait_condition(&api, "beta", "Ready", "True", BY_A_WATCH).await?;
+        operator.stop().await;
+        Ok(())
+    })
+    .await;
+}
+
 /// kube-controller-manager's garbage collector picks up a new CRD kind at its next
 /// discovery resync (every 30 s), so this can take up to ~45 s; bounded at 90 s.
 #[tokio::test]

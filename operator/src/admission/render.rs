@@ -16,6 +16,7 @@ use hookguard_api::names::{
     SIDECAR_ADMIN_PORT_NAME, SIDECAR_CONFIG_ROOT, SIDECAR_CONTAINER, SIDECAR_PORT,
     SIDECAR_PORT_NAME, SIDECAR_SECRET_ROOT, env, sidecar_config_name,
 };
+use hookguard_api::validation::{self, PathConflict};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, Pod, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
@@ -107,6 +108,17 @@ pub enum RenderError {
         /// The pod's namespace.
         namespace: String,
     },
+    /// Two of the pod's endpoints serve one path: its sidecar could route only one.
+    #[error(
+        "WebhookEndpoints {:?} and {:?} in namespace {namespace:?} both serve path {}: a pod's sidecar routes a path to one endpoint; name only one of them in annotation {ANNOTATION_ENDPOINTS}, or give each its own spec.path",
+        .conflict.first, .conflict.second, .conflict.path
+    )]
+    PathConflict {
+        /// The two endpoints and their path.
+        conflict: PathConflict,
+        /// The pod's namespace.
+        namespace: String,
+    },
     /// The endpoints annotation is empty or malformed.
     #[error(
         "annotation {ANNOTATION_ENDPOINTS} {value:?} is not a comma-separated list of WebhookEndpoint names"
@@ -135,6 +147,7 @@ impl RenderError {
             RenderError::EndpointNotFound { .. }
                 | RenderError::EndpointNotReady { .. }
                 | RenderError::NoEndpoint { .. }
+                | RenderError::PathConflict { .. }
         )
     }
 
@@ -144,6 +157,7 @@ impl RenderError {
             RenderError::EndpointNotFound { .. } => "EndpointNotFound",
             RenderError::EndpointNotReady { .. } => "EndpointNotReady",
             RenderError::NoEndpoint { .. } => "NoEndpointSelected",
+            RenderError::PathConflict { .. } => "PathConflict",
             RenderError::BadEndpointsAnnotation { .. } => "BadEndpointsAnnotation",
             RenderError::BadQuantity { .. } => "BadResourceAnnotation",
         }
@@ -168,7 +182,7 @@ pub fn select_endpoints(
         .annotations
         .as_ref()
         .and_then(|a| a.get(ANNOTATION_ENDPOINTS));
-    let chosen: Vec<&WebhookEndpoint> = if let Some(value) = annotation {
+    let mut chosen: Vec<&WebhookEndpoint> = if let Some(value) = annotation {
         let names: Vec<&str> = value.split(',').map(str::trim).collect();
         if names.iter().any(|n| !is_dns_subdomain(n)) {
             return Err(RenderError::BadEndpointsAnnotation {
@@ -206,12 +220,22 @@ pub fn select_endpoints(
             namespace: namespace.to_owned(),
         });
     }
+    chosen.sort_by_key(|ep| ep.metadata.name.as_deref());
+    chosen.dedup_by_key(|ep| ep.metadata.name.as_deref());
+    validation::distinct_paths(chosen.iter().map(|ep| {
+        (
+            ep.metadata.name.as_deref().unwrap_or_default(),
+            ep.spec.path.as_str(),
+        )
+    }))
+    .map_err(|conflict| RenderError::PathConflict {
+        conflict,
+        namespace: namespace.to_owned(),
+    })?;
     let mut selected = Vec::with_capacity(chosen.len());
     for ep in chosen {
         selected.push(selected_endpoint(ep, namespace)?);
     }
-    selected.sort_by(|a, b| a.name.cmp(&b.name));
-    selected.dedup_by(|a, b| a.name == b.name);
     Ok(selected)
 }
 

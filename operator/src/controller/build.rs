@@ -242,7 +242,8 @@ mod tests {
     fn the_config_map_is_the_sidecar_file_with_no_secret() {
         let valid = validate(&endpoint(
             "spec: {scheme: Generic, path: /in, upstream: {port: 8080, path: /app, timeout: 3s},\n  \
-             generic: {signatureHeader: X-Sig}, eventTypes: [a], maxBodySize: 64Ki,\n  \
+             generic: {signatureHeader: X-Sig, eventTypeHeader: X-Event}, eventTypes: [a],\n  \
+             maxBodySize: 64Ki,\n  \
              storeUnavailable: Allow, replay: {tolerance: 1m, window: 1h}}",
         ))
         .unwrap();
@@ -260,7 +261,7 @@ mod tests {
         let config: EndpointConfig = serde_json::from_str(&data["endpoint.json"]).unwrap();
         let expected: EndpointConfig = serde_json::from_value(serde_json::json!({
             "name": "pay", "endpointId": "abc123", "path": "/in", "scheme": "Generic",
-            "generic": {"signatureHeader": "X-Sig"},
+            "generic": {"signatureHeader": "X-Sig", "eventTypeHeader": "X-Event"},
             "upstream": {"port": 8080, "path": "/app", "timeout": "3s"},
             "secretDir": "/etc/hookguard/secrets/pay",
             "replay": {"tolerance": "1m", "window": "1h"},

@@ -1,6 +1,7 @@
 //! Step 1 of the reconcile pipeline (IO): reads the endpoint itself afresh ([`endpoint`]),
 //! then what its reconcile depends on: its generated Secret (the key ring lives there), its
-//! ConfigMap (the endpoint ID survives a lost status there) and a `secretRef`'s Secret.
+//! ConfigMap (the endpoint ID survives a lost status there) and a `secretRef`'s Secret; and,
+//! when the cache shows a path conflict, the namespace's endpoints ([`namespace_endpoints`]).
 //!
 //! Plain GETs rather than caches: a reconcile needs the material of one Secret, and keeping
 //! every Secret of the cluster in memory to save a request would cost far more.
@@ -8,6 +9,8 @@
 use hookguard_api::crd::WebhookEndpoint;
 use hookguard_api::names::{sidecar_config_name, signing_secret_name};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::ListParams;
+use kube::core::DeserializeGuard;
 use kube::{Api, Client};
 
 /// A read failed. Transient: the API server or the network.
@@ -16,6 +19,9 @@ pub enum FetchError {
     /// Reading the endpoint itself failed.
     #[error("reading the WebhookEndpoint")]
     GetEndpoint(#[source] kube::Error),
+    /// Listing the namespace's endpoints failed.
+    #[error("listing the namespace's WebhookEndpoints")]
+    ListEndpoints(#[source] kube::Error),
     /// Reading a Secret failed.
     #[error("reading Secret {name}")]
     GetSecret {
@@ -75,6 +81,27 @@ pub async fn endpoint(
         .get_opt(name)
         .await
         .map_err(FetchError::GetEndpoint)
+}
+
+/// The endpoints of `namespace` as the API server has them now (a list without a
+/// resourceVersion is a consistent read); objects that do not deserialize are left out.
+///
+/// Read only when the cache shows another endpoint on the same path: the cache may still
+/// hold one just deleted, or miss one just moved, and a path must not stay blocked (or be
+/// granted twice) on that.
+pub async fn namespace_endpoints(
+    client: &Client,
+    namespace: &str,
+) -> Result<Vec<WebhookEndpoint>, FetchError> {
+    let listed = Api::<DeserializeGuard<WebhookEndpoint>>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(FetchError::ListEndpoints)?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter_map(|guard| guard.0.ok())
+        .collect())
 }
 
 /// Reads the endpoint's Secret(s) and ConfigMap.

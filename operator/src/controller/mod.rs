@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod conflict;
 pub mod fetch;
 pub mod rotation;
 pub mod status;
@@ -67,6 +68,9 @@ pub enum Error {
     /// Step 2: the spec is invalid.
     #[error("invalid spec")]
     Validate(#[from] ValidateError),
+    /// Another endpoint of the namespace holds this endpoint's path.
+    #[error("{0}")]
+    PathConflict(String),
     /// The `secretRef` Secret or key is missing.
     #[error("{0}")]
     SecretRef(String),
@@ -94,6 +98,7 @@ impl Error {
             Error::Malformed(_) => "malformed",
             Error::Fetch(_) => "fetch",
             Error::Validate(_) => "validate",
+            Error::PathConflict(_) => "path_conflict",
             Error::SecretRef(_) => "secret_ref",
             Error::NotOwned(_) => "not_owned",
             Error::Random(_) => "random",
@@ -108,7 +113,11 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Error::Malformed(_) | Error::Validate(_) | Error::SecretRef(_) | Error::NotOwned(_)
+            Error::Malformed(_)
+                | Error::Validate(_)
+                | Error::PathConflict(_)
+                | Error::SecretRef(_)
+                | Error::NotOwned(_)
         )
     }
 }
@@ -170,6 +179,13 @@ impl Context {
     }
 }
 
+/// What a reconcile of one scope sees: the shared context and the scope's endpoint cache
+/// (the other endpoints of a namespace, for path conflicts).
+struct Scope {
+    context: Arc<Context>,
+    endpoints: Store<DeserializeGuard<WebhookEndpoint>>,
+}
+
 /// Runs the controller for one scope (a namespace, or all) until `shutdown`. Sets
 /// `synced` once the endpoint cache is filled.
 pub async fn run(
@@ -225,6 +241,11 @@ pub async fn run(
         });
     }
     let referencing = store.clone();
+    let sharing = store.clone();
+    let scope = Arc::new(Scope {
+        context: Arc::clone(&context),
+        endpoints: store.clone(),
+    });
     controller
         .owns(secrets.clone(), watcher::Config::default().labels(&managed))
         .owns(config_maps, watcher::Config::default().labels(&managed))
@@ -235,8 +256,16 @@ pub async fn run(
             watcher::Config::default().labels(&unmanaged),
             move |secret: Secret| endpoints_referencing(&referencing, &secret),
         )
+        // A path freed (its holder deleted or moved) must reach the endpoints waiting for it.
+        .watches(
+            api(client.clone()),
+            watcher::Config::default().any_semantic(),
+            move |changed: DeserializeGuard<WebhookEndpoint>| {
+                endpoints_sharing_a_path(&sharing, &changed)
+            },
+        )
         .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, Arc::clone(&context))
+        .run(reconcile, error_policy, scope)
         .for_each(|result| {
             context.metrics.set_endpoints(store.len());
             if let Err(error) = result {
@@ -275,14 +304,49 @@ fn endpoints_referencing(
         .collect()
 }
 
+/// The other endpoints of `changed`'s namespace that declare its path, or wait for a path
+/// (Ready False with reason [`conflict::REASON`]): a change of `changed` may settle who
+/// holds it.
+fn endpoints_sharing_a_path(
+    store: &Store<DeserializeGuard<WebhookEndpoint>>,
+    changed: &DeserializeGuard<WebhookEndpoint>,
+) -> Vec<ObjectRef<DeserializeGuard<WebhookEndpoint>>> {
+    let Ok(changed) = &changed.0 else {
+        return Vec::new();
+    };
+    let (Some(name), Some(namespace)) = (&changed.metadata.name, &changed.metadata.namespace)
+    else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|other| other.metadata.namespace.as_ref() == Some(namespace))
+        .filter(|other| other.metadata.name.as_ref() != Some(name))
+        .filter(|other| other.spec.path == changed.spec.path || waits_for_a_path(other))
+        .filter_map(|other| Some(ObjectRef::new(other.metadata.name.as_deref()?).within(namespace)))
+        .collect()
+}
+
+fn waits_for_a_path(endpoint: &WebhookEndpoint) -> bool {
+    endpoint.status.as_ref().is_some_and(|status| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == build::READY && c.reason == conflict::REASON)
+    })
+}
+
 async fn reconcile(
     object: Arc<DeserializeGuard<WebhookEndpoint>>,
-    context: Arc<Context>,
+    scope: Arc<Scope>,
 ) -> Result<Action, Error> {
+    let context = &scope.context;
     let _in_flight = context.metrics.start_reconcile();
     let started = Instant::now();
     let result = match &object.0 {
-        Ok(endpoint) => reconcile_endpoint(endpoint, &context).await,
+        Ok(endpoint) => reconcile_endpoint(endpoint, &scope).await,
         Err(invalid) => {
             let reference = ObjectReference {
                 api_version: Some(WebhookEndpoint::api_version(&()).into_owned()),
@@ -317,8 +381,9 @@ async fn reconcile(
 fn error_policy(
     object: Arc<DeserializeGuard<WebhookEndpoint>>,
     error: &Error,
-    context: Arc<Context>,
+    scope: Arc<Scope>,
 ) -> Action {
+    let context = &scope.context;
     let name = object.meta().name.as_deref().unwrap_or_default();
     let namespace = object.meta().namespace.as_deref().unwrap_or_default();
     if error.is_permanent() {
@@ -351,7 +416,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-async fn reconcile_endpoint(cached: &WebhookEndpoint, context: &Context) -> Result<Action, Error> {
+async fn reconcile_endpoint(cached: &WebhookEndpoint, scope: &Scope) -> Result<Action, Error> {
+    let context = &*scope.context;
     let client = &context.client;
     let Some(endpoint) = fetch::endpoint(client, cached).await? else {
         // Deleted meanwhile: the owner references let the garbage collector clean up.
@@ -368,26 +434,25 @@ async fn reconcile_endpoint(cached: &WebhookEndpoint, context: &Context) -> Resu
     let validated = match validate::validate(endpoint) {
         Ok(validated) => validated,
         Err(error) => {
-            let message = error.to_string();
-            let check = Check::failed("InvalidSpec", message.clone());
-            let status = build_status(&Observed {
-                previous,
-                generation: endpoint.metadata.generation,
-                endpoint_id: previous.and_then(|status| status.endpoint_id.clone()),
-                secret_name: previous.and_then(|status| status.secret_name.clone()),
-                config_name: previous.and_then(|status| status.config_name.clone()),
-                ring: None,
-                secret: check.clone(),
-                config: check,
-                now,
-            });
-            status::apply_status(client, &namespace, &name, &status).await?;
-            context
-                .event(&reference, EventType::Warning, "InvalidSpec", message)
-                .await;
+            refuse(context, endpoint, "InvalidSpec", error.to_string(), now).await?;
             return Err(error.into());
         }
     };
+    // Who holds the path: the cache answers when nobody else declares it (nearly always);
+    // otherwise the API server does, so a holder just deleted or moved frees it at once.
+    let cached = scope.endpoints.state();
+    let in_namespace = cached
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|other| other.metadata.namespace == endpoint.metadata.namespace);
+    if conflict::path_holder(endpoint, in_namespace).is_some() {
+        let fresh = fetch::namespace_endpoints(client, &namespace).await?;
+        if let Some(holder) = conflict::path_holder(endpoint, &fresh) {
+            let message = conflict::message(endpoint, holder);
+            refuse(context, endpoint, conflict::REASON, message.clone(), now).await?;
+            return Err(Error::PathConflict(message));
+        }
+    }
 
     // A ConfigMap of that name that this endpoint does not control is someone else's, or a
     // deleted namesake's not yet collected: neither adopt its endpoint ID (that would inherit
@@ -460,6 +525,41 @@ async fn reconcile_endpoint(cached: &WebhookEndpoint, context: &Context) -> Resu
         Duration::try_from(until).unwrap_or(Duration::ZERO) + Duration::from_secs(1)
     });
     Ok(Action::requeue(wait.min(RESYNC)))
+}
+
+/// Reports a spec that cannot be reconciled as it stands: not Ready with `reason`, the
+/// children's names kept from the previous status, and a Warning Event.
+async fn refuse(
+    context: &Context,
+    endpoint: &WebhookEndpoint,
+    reason: &'static str,
+    message: String,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let previous = endpoint.status.as_ref();
+    let check = Check::failed(reason, message.clone());
+    let status = build_status(&Observed {
+        previous,
+        generation: endpoint.metadata.generation,
+        endpoint_id: previous.and_then(|status| status.endpoint_id.clone()),
+        secret_name: previous.and_then(|status| status.secret_name.clone()),
+        config_name: previous.and_then(|status| status.config_name.clone()),
+        ring: None,
+        secret: check.clone(),
+        config: check,
+        now,
+    });
+    let namespace = endpoint.namespace().unwrap_or_default();
+    status::apply_status(&context.client, &namespace, &endpoint.name_any(), &status).await?;
+    context
+        .event(
+            &endpoint.object_ref(&()),
+            EventType::Warning,
+            reason,
+            message,
+        )
+        .await;
+    Ok(())
 }
 
 /// The keys' side of a reconcile: the generated Secret planned and applied, or the

@@ -299,3 +299,35 @@ fn pods_not_opted_in_are_untouched() {
     let decision = admit(&request(&plain), &[&a], &config());
     assert!(decision.response.allowed && decision.response.patch.is_none());
 }
+
+#[test]
+fn two_endpoints_on_one_path_are_denied_naming_both() {
+    let mut a = endpoint("a", true, Some(json!({"matchLabels": {"app": "payments"}})));
+    let mut b = endpoint("b", true, None);
+    a.spec.path = "/webhooks/pay".into();
+    b.spec.path = "/webhooks/pay".into();
+    let by_annotation = admit(
+        &request(&pod(json!({ANNOTATION_ENDPOINTS: "b,a"}))),
+        &[&a, &b],
+        &config(),
+    );
+    assert!(!by_annotation.response.allowed);
+    let message = &by_annotation.response.result.message;
+    assert!(
+        message.contains("\"a\" and \"b\"") && message.contains("/webhooks/pay"),
+        "{message}"
+    );
+    assert_eq!(by_annotation.skipped.unwrap().0, "PathConflict");
+
+    // One of them alone is fine; a selector plus an annotation naming the other is not
+    // possible (the annotation wins), so the conflict needs both chosen.
+    let alone = admit(
+        &request(&pod(json!({ANNOTATION_ENDPOINTS: "b"}))),
+        &[&a, &b],
+        &config(),
+    );
+    assert_eq!(alone.result, "injected");
+    b.spec.pod_selector = a.spec.pod_selector.clone();
+    let by_selector = admit(&request(&pod(json!({}))), &[&a, &b], &config());
+    assert_eq!(by_selector.skipped.unwrap().0, "PathConflict");
+}
