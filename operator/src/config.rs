@@ -87,20 +87,46 @@ pub struct OperatorConfig {
 }
 
 /// A flag value that cannot work.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// `--lease-duration` does not parse or is too short.
-    #[error("--lease-duration: {0}")]
     LeaseDuration(String),
     /// Leader election on, but no namespace for the Lease.
-    #[error(
-        "--lease-namespace (env POD_NAMESPACE) is required with leader election outside a pod; \
-         set it, or pass --leader-election=false for a single replica"
-    )]
     NoLeaseNamespace,
     /// An empty namespace name in the list.
-    #[error("--namespace: an empty namespace name; list names separated by commas")]
     EmptyNamespace,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "--{}: {}", self.flag(), self.problem())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// The flag at fault, without its dashes.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            ConfigError::LeaseDuration(_) => "lease-duration",
+            ConfigError::NoLeaseNamespace => "lease-namespace",
+            ConfigError::EmptyNamespace => "namespace",
+        }
+    }
+
+    /// What is wrong and how to fix it, without the flag.
+    pub fn problem(&self) -> String {
+        match self {
+            ConfigError::LeaseDuration(problem) => problem.clone(),
+            ConfigError::NoLeaseNamespace => "required with leader election outside a pod; \
+                set it, or pass --leader-election=false for a single replica"
+                .to_owned(),
+            ConfigError::EmptyNamespace => {
+                "an empty namespace name; list names separated by commas".to_owned()
+            }
+        }
+    }
 }
 
 impl TryFrom<RunArgs> for OperatorConfig {

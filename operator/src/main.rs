@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use hookguard_operator::admission::{self, AdmissionArgs};
+use clap::{CommandFactory as _, Parser, Subcommand};
+use hookguard_operator::admission::{self, AdmissionArgs, AdmissionSettings};
 use hookguard_operator::config::{LogFormat, OperatorConfig, RunArgs};
 use tokio_util::sync::CancellationToken;
 
@@ -59,21 +59,24 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(run) => {
+            // Every flag is checked before anything connects or binds: a bad value exits 64
+            // with one line naming the flag, its environment variable and the fix.
             let run = *run;
             let log_format = run.operator.log_format;
             let log = run.operator.log.clone();
             let config = match OperatorConfig::try_from(run.operator) {
                 Ok(config) => config,
-                Err(error) => {
-                    eprintln!("hookguard-operator: {error}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
+                Err(error) => return usage(error.flag(), &error.problem()),
             };
+            let mut admission = match AdmissionSettings::try_from(run.admission) {
+                Ok(admission) => admission,
+                Err(error) => return usage(error.flag, &error.problem),
+            };
+            admission.watch_namespaces.clone_from(&config.namespaces);
             if let Err(error) = init_logs(log_format, &log) {
-                eprintln!("hookguard-operator: --log: {error}");
-                return ExitCode::from(EXIT_USAGE);
+                return usage("log", &error.to_string());
             }
-            match serve(config, run.admission) {
+            match serve(config, admission) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(error = format!("{error:#}"), "hookguard-operator failed");
@@ -82,6 +85,21 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Reports a flag that cannot work, as the sidecar does: `--flag (env VAR): problem`, exit 64.
+fn usage(flag: &str, problem: &str) -> ExitCode {
+    let command = Cli::command();
+    let env = command
+        .find_subcommand("run")
+        .into_iter()
+        .flat_map(clap::Command::get_arguments)
+        .find(|arg| arg.get_long() == Some(flag))
+        .and_then(clap::Arg::get_env)
+        .map(|env| format!(" (env {})", env.to_string_lossy()))
+        .unwrap_or_default();
+    eprintln!("hookguard-operator: --{flag}{env}: {problem}");
+    ExitCode::from(EXIT_USAGE)
 }
 
 fn init_logs(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -97,7 +115,7 @@ fn init_logs(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn serve(config: OperatorConfig, admission_args: AdmissionArgs) -> anyhow::Result<()> {
+async fn serve(config: OperatorConfig, admission: AdmissionSettings) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the API server (in-cluster or KUBECONFIG)")?;
@@ -106,10 +124,9 @@ async fn serve(config: OperatorConfig, admission_args: AdmissionArgs) -> anyhow:
 
     let admission = tokio::spawn({
         let client = client.clone();
-        let namespaces = config.namespaces.clone();
         let shutdown = shutdown.clone();
         async move {
-            let result = admission::run(admission_args, namespaces, client, shutdown.clone()).await;
+            let result = admission::serve(admission, client, shutdown.clone()).await;
             // Without its webhook a replica is not doing its job: stop it all.
             shutdown.cancel();
             result

@@ -906,6 +906,92 @@ async fn two_operator_processes_only_the_leader_reconciles_and_the_standby_takes
     .await;
 }
 
+/// Every flag is checked before the operator connects to anything: with an API server that
+/// refuses connections, a bad flag still gets exit 64 and one line naming the flag, its
+/// environment variable and the fix (a connection attempt would exit 1 with its error).
+#[test]
+fn every_flag_is_checked_before_connecting() {
+    let binary = operator_binary().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let port = hookguard_tests::net::free_port().unwrap();
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["--sidecar-store", "foo"],
+            "--sidecar-store (env HOOKGUARD_SIDECAR_STORE)",
+            "redis://",
+        ),
+        (
+            &["--sidecar-store-mode", "cluster"],
+            "--sidecar-store-mode (env HOOKGUARD_SIDECAR_STORE_MODE)",
+            "Redis",
+        ),
+        (
+            &["--webhook-listen", "9443"],
+            "--webhook-listen (env HOOKGUARD_WEBHOOK_LISTEN)",
+            "0.0.0.0:9443",
+        ),
+        (
+            &["--cert-validity", "a year"],
+            "--cert-validity (env HOOKGUARD_CERT_VALIDITY)",
+            "1h30m",
+        ),
+        (
+            &["--sidecar-memory-limit", "lots"],
+            "--sidecar-memory-limit (env HOOKGUARD_SIDECAR_MEMORY_LIMIT)",
+            "64Mi",
+        ),
+        (
+            &["--sidecar-store-password-secret", "nokey"],
+            "--sidecar-store-password-secret (env HOOKGUARD_SIDECAR_STORE_PASSWORD_SECRET)",
+            "<secret name>/<key>",
+        ),
+        (
+            &[
+                "--lease-duration",
+                "1500ms",
+                "--leader-election=true",
+                "--lease-namespace",
+                "x",
+            ],
+            "--lease-duration (env HOOKGUARD_LEASE_DURATION)",
+            "whole seconds",
+        ),
+        (
+            &["--namespace", "a,,b"],
+            "--namespace (env HOOKGUARD_NAMESPACES)",
+            "separated by commas",
+        ),
+        (&["--log", "[[["], "--log (env HOOKGUARD_LOG)", ""),
+    ];
+    for (flags, names, fix) in cases {
+        let output = Command::new(&binary)
+            .args(["run", "--metrics-listen", "127.0.0.1:0"])
+            .env("HOOKGUARD_LEADER_ELECTION", "false")
+            .args(*flags)
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAMESPACE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{flags:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flags:?}: one line: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("hookguard-operator: {names}: ")) && stderr.contains(fix),
+            "{flags:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn the_binary_refuses_a_config_that_cannot_work_and_prints_the_crd() {
     let binary = operator_binary().unwrap();

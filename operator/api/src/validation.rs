@@ -245,6 +245,47 @@ pub fn distinct_paths<'a>(
     Ok(())
 }
 
+/// The sidecar's dedup store, as `--store` (and the operator's `--sidecar-store`) name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `memory`: in the sidecar's process, for one replica.
+    Memory,
+    /// One or (Cluster only) several `redis://` / `rediss://` URLs.
+    Redis,
+}
+
+/// A store value that cannot work; the caller names its own flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Neither `memory` nor Redis URLs, or several URLs without cluster mode (the caller
+    /// names its mode flag).
+    #[error("expected `memory` or a URL like redis://host:6379/0 or rediss://host:6380/0")]
+    NotAStore,
+    /// Cluster mode with the in-memory store.
+    #[error("cluster mode needs a Redis store such as redis://host:6379")]
+    ClusterNeedsRedis,
+}
+
+/// Checks a store value and its mode (`cluster`: a Redis Cluster, whose seed URLs may be
+/// several, comma-separated).
+pub fn store(value: &str, cluster: bool) -> Result<StoreKind, StoreError> {
+    if value == "memory" {
+        return if cluster {
+            Err(StoreError::ClusterNeedsRedis)
+        } else {
+            Ok(StoreKind::Memory)
+        };
+    }
+    let urls = value
+        .split(',')
+        .all(|url| url.trim().starts_with("redis://") || url.trim().starts_with("rediss://"));
+    if urls && (cluster || !value.contains(',')) {
+        Ok(StoreKind::Redis)
+    } else {
+        Err(StoreError::NotAStore)
+    }
+}
+
 /// An absolute URL path as a sender would write it: no query, no fragment, no `.` or `..`
 /// segment (clients resolve those away, so no delivery could arrive on it), and only the
 /// characters RFC 3986 allows in a path (anything else percent-encoded).
@@ -516,6 +557,20 @@ mod tests {
         for bad in ["1.5s", "0", " 5m", "5m ", "", "5", "µs"] {
             assert!(duration("f", bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn stores_are_memory_or_redis_urls() {
+        assert_eq!(store("memory", false), Ok(StoreKind::Memory));
+        assert_eq!(store("rediss://r:6380/0", false), Ok(StoreKind::Redis));
+        assert_eq!(store("redis://a:1,redis://b:2", true), Ok(StoreKind::Redis));
+        assert_eq!(
+            store("redis://a:1,redis://b:2", false),
+            Err(StoreError::NotAStore)
+        );
+        assert_eq!(store("memcached://x", false), Err(StoreError::NotAStore));
+        assert_eq!(store("foo", false), Err(StoreError::NotAStore));
+        assert_eq!(store("memory", true), Err(StoreError::ClusterNeedsRedis));
     }
 
     #[test]

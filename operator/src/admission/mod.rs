@@ -20,6 +20,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use hookguard_api::crd::WebhookEndpoint;
 use hookguard_api::units::parse_duration;
+use hookguard_api::validation::{self, StoreError};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Api, Client};
@@ -167,22 +168,22 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
         let ca_validity = duration("ca-validity", &args.ca_validity)?;
         let store = args.sidecar_store.clone();
         let store_cluster = args.sidecar_store_mode == "cluster";
-        let redis_urls = store
-            .split(',')
-            .all(|url| url.trim().starts_with("redis://") || url.trim().starts_with("rediss://"));
-        if store != "memory" && !(redis_urls && (store_cluster || !store.contains(','))) {
-            return Err(bad(
-                "sidecar-store",
-                "expected `memory` or a URL like redis://host:6379/0 (several, comma-separated, \
-                 only with --sidecar-store-mode cluster)"
-                    .into(),
-            ));
-        }
-        if store_cluster && store == "memory" {
-            return Err(bad(
-                "sidecar-store-mode",
-                "cluster needs a Redis --sidecar-store such as redis://host:6379".into(),
-            ));
+        match validation::store(&store, store_cluster) {
+            Ok(_) => {}
+            Err(error @ StoreError::NotAStore) => {
+                return Err(bad(
+                    "sidecar-store",
+                    format!(
+                        "{store:?}: {error} (several, comma-separated, only with --sidecar-store-mode cluster)"
+                    ),
+                ));
+            }
+            Err(error @ StoreError::ClusterNeedsRedis) => {
+                return Err(bad(
+                    "sidecar-store-mode",
+                    format!("{error} in --sidecar-store"),
+                ));
+            }
         }
         let store_password = match &args.sidecar_store_password_secret {
             None => None,
@@ -253,29 +254,13 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
 /// Why the webhook stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
-    /// The flags are invalid.
-    #[error("invalid admission settings")]
-    Settings(#[from] SettingsError),
     /// The HTTPS server failed.
     #[error("serving the admission webhook")]
     Serve(#[from] server::ServeError),
 }
 
-/// Serves the admission webhook until `shutdown`, reading the `WebhookEndpoints` of
-/// `watch_namespaces` (empty: all namespaces).
-pub async fn run(
-    args: AdmissionArgs,
-    watch_namespaces: Vec<String>,
-    client: kube::Client,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut settings = AdmissionSettings::try_from(args).map_err(AdmissionError::from)?;
-    settings.watch_namespaces = watch_namespaces;
-    serve(settings, client, shutdown).await?;
-    Ok(())
-}
-
-/// [`run`] with validated settings (tests call this).
+/// Serves the admission webhook until `shutdown` with validated settings, reading the
+/// `WebhookEndpoints` of `settings.watch_namespaces` (empty: all namespaces).
 pub async fn serve(
     settings: AdmissionSettings,
     client: Client,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use hookguard_api::names::env;
 use hookguard_api::units::{parse_duration, parse_size};
+use hookguard_api::validation::{self, StoreError, StoreKind};
 
 use crate::dedup::{MemoryLimits, RedisOptions};
 
@@ -189,14 +190,19 @@ impl TryFrom<Args> for Settings {
 
 /// The store settings from `--store` and its companions; reads the CA file, if any.
 fn store_settings(args: &Args) -> Result<StoreSettings, SettingsError> {
-    Ok(
-        if args.store == "memory" && args.store_mode == StoreMode::Cluster {
-            return Err(SettingsError {
-                flag: "store-mode",
-                env: env::STORE_MODE,
-                problem: "cluster needs a Redis store: set --store to redis://host:port".into(),
-            });
-        } else if args.store == "memory" {
+    let cluster = args.store_mode == StoreMode::Cluster;
+    match validation::store(&args.store, cluster) {
+        Err(error @ StoreError::NotAStore) => Err(SettingsError {
+            flag: "store",
+            env: env::STORE,
+            problem: format!("{error} (several, comma-separated, only with --store-mode cluster)"),
+        }),
+        Err(error @ StoreError::ClusterNeedsRedis) => Err(SettingsError {
+            flag: "store-mode",
+            env: env::STORE_MODE,
+            problem: format!("{error}: set --store to redis://host:port"),
+        }),
+        Ok(StoreKind::Memory) => {
             let max_bytes = parse_size(&args.memory_max_bytes).map_err(|e| SettingsError {
                 flag: "memory-max-bytes",
                 env: env::MEMORY_MAX_BYTES,
@@ -210,16 +216,12 @@ fn store_settings(args: &Args) -> Result<StoreSettings, SettingsError> {
                     problem: "the in-memory store needs at least 1 entry and 4Ki bytes".into(),
                 });
             }
-            StoreSettings::Memory(MemoryLimits {
+            Ok(StoreSettings::Memory(MemoryLimits {
                 max_entries: args.memory_max_entries,
                 max_bytes,
-            })
-        } else if args
-            .store
-            .split(',')
-            .all(|url| url.trim().starts_with("redis://") || url.trim().starts_with("rediss://"))
-            && (args.store_mode == StoreMode::Cluster || !args.store.contains(','))
-        {
+            }))
+        }
+        Ok(StoreKind::Redis) => {
             let ca_pem = match &args.store_ca_file {
                 None => None,
                 Some(path) => Some(std::fs::read(path).map_err(|e| SettingsError {
@@ -238,21 +240,12 @@ fn store_settings(args: &Args) -> Result<StoreSettings, SettingsError> {
                     problem: "a CA only applies to TLS: use a rediss:// URL in --store".into(),
                 });
             }
-            StoreSettings::Redis(RedisOptions {
+            Ok(StoreSettings::Redis(RedisOptions {
                 url: args.store.clone(),
                 password: args.store_password.clone(),
                 ca_pem,
-                cluster: args.store_mode == StoreMode::Cluster,
-            })
-        } else {
-            return Err(SettingsError {
-                flag: "store",
-                env: env::STORE,
-                problem:
-                    "expected `memory` or a URL like redis://host:6379/0 or rediss://host:6380/0 \
-             (several, comma-separated, only with --store-mode cluster)"
-                        .into(),
-            });
-        },
-    )
+                cluster,
+            }))
+        }
+    }
 }
