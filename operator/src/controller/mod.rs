@@ -2,8 +2,10 @@
 //! `secretRef`), a sidecar ConfigMap and a status.
 //!
 //! Reconcile is a pipeline, IO at the edges and pure in the middle:
-//! [`fetch`] → [`validate`] → [`rotation`] + [`build`] → [`apply`] → [`status`]. Each step
-//! has its own error enum; [`Error`] has a variant per step and a metric label.
+//! [`fetch`] (client) → [`validate`] and [`conflict`] (pure) → [`decide`] (pure, with
+//! [`rotation`] and [`build`]) → [`apply`] and [`status`] (client). This module is the driver
+//! that runs the steps in order; each step has its own error enum, and [`Error`] has a variant
+//! per step and a metric label.
 //!
 //! Triggers: the endpoints themselves (through [`DeserializeGuard`], so one malformed object
 //! cannot stall the watch), the owned Secrets and ConfigMaps (a deleted or edited child is
@@ -13,6 +15,7 @@
 pub mod apply;
 pub mod build;
 pub mod conflict;
+pub mod decide;
 pub mod fetch;
 pub mod rotation;
 pub mod status;
@@ -21,15 +24,13 @@ pub mod validate;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt as _, StreamExt as _};
-use hookguard_api::crd::{WebhookEndpoint, WebhookEndpointStatus};
-use hookguard_api::names::{
-    LABEL_MANAGED_BY, MANAGED_BY, sidecar_config_name, signing_secret_name,
-};
+use hookguard_api::crd::WebhookEndpoint;
+use hookguard_api::names::{LABEL_MANAGED_BY, MANAGED_BY, signing_secret_name};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
@@ -41,10 +42,9 @@ use kube::{Api, Client, Resource as _, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use build::{Check, Observed, build_config_map, build_secret, build_status};
-use fetch::{FetchError, Referenced};
-use rotation::{ANNOTATION_KEYS, KeyRingMeta, PlanInput};
-use validate::{SecretPlan, ValidateError, ValidatedEndpoint};
+use build::{Check, Observed, build_status};
+use fetch::FetchError;
+use validate::ValidateError;
 
 /// How often a healthy endpoint is looked at again without any trigger (a safety net; the
 /// watches do the real work).
@@ -416,21 +416,23 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The driver: read (client required), check and decide (no client required), write
+/// (client required).
 async fn reconcile_endpoint(cached: &WebhookEndpoint, scope: &Scope) -> Result<Action, Error> {
     let context = &*scope.context;
     let client = &context.client;
+    // Read: the endpoint as the API server has it, then its surroundings.
     let Some(endpoint) = fetch::endpoint(client, cached).await? else {
         // Deleted meanwhile: the owner references let the garbage collector clean up.
         return Ok(Action::await_change());
     };
     let endpoint = &endpoint;
-    let reference = endpoint.object_ref(&());
     let namespace = endpoint.namespace().unwrap_or_default();
     let name = endpoint.name_any();
-    let previous = endpoint.status.as_ref();
     let now = Timestamp::now();
-
     let fetched = fetch::fetch(client, endpoint).await?;
+
+    // Check: the spec (pure), then whether another endpoint holds its path.
     let validated = match validate::validate(endpoint) {
         Ok(validated) => validated,
         Err(error) => {
@@ -438,8 +440,8 @@ async fn reconcile_endpoint(cached: &WebhookEndpoint, scope: &Scope) -> Result<A
             return Err(error.into());
         }
     };
-    // Who holds the path: the cache answers when nobody else declares it (nearly always);
-    // otherwise the API server does, so a holder just deleted or moved frees it at once.
+    // The cache answers when nobody else declares the path (nearly always); otherwise the
+    // API server does, so a holder just deleted or moved frees it at once.
     let cached = scope.endpoints.state();
     let in_namespace = cached
         .iter()
@@ -454,72 +456,39 @@ async fn reconcile_endpoint(cached: &WebhookEndpoint, scope: &Scope) -> Result<A
         }
     }
 
-    // A ConfigMap of that name that this endpoint does not control is someone else's, or a
-    // deleted namesake's not yet collected: neither adopt its endpoint ID (that would inherit
-    // another endpoint's dedup records, and answer new deliveries as duplicates) nor
-    // overwrite it.
-    let owned_config = fetched
-        .config_map
-        .as_ref()
-        .filter(|config_map| controlled_by(*config_map, &reference));
-    let endpoint_id = endpoint_id(previous, owned_config)?;
-    let Keys {
-        check: secret_check,
-        secret_name,
-        ring,
-        next_change,
-    } = reconcile_keys(context, &reference, &validated, previous, &fetched, now).await?;
+    // Decide (pure).
+    let decision = decide::decide(
+        &decide::Facts {
+            validated: &validated,
+            previous: endpoint.status.as_ref(),
+            fetched: &fetched,
+            now,
+        },
+        &mut rotation::os_random,
+    )?;
 
-    let config_name = sidecar_config_name(&validated.name);
-    let config_check = if fetched.config_map.is_some() && owned_config.is_none() {
-        Check::failed(
-            "ConfigNotOwned",
-            format!(
-                "ConfigMap {config_name} exists and is not managed by this endpoint; Hookguard \
-                 does not overwrite it: delete or rename it"
-            ),
-        )
-    } else {
-        let config_map = build_config_map(&validated, &endpoint_id).map_err(Error::Build)?;
-        apply::apply_config_map(client, &config_map).await?;
-        Check::ok("Rendered", format!("ConfigMap {config_name} is applied"))
-    };
-    let status = build_status(&Observed {
-        previous,
-        generation: validated.generation,
-        endpoint_id: Some(endpoint_id),
-        secret_name,
-        config_name: Some(config_name),
-        ring: ring.as_ref(),
-        secret: secret_check.clone(),
-        config: config_check.clone(),
-        now,
-    });
-    let became_ready = !was_ready(previous) && secret_check.ok && config_check.ok;
-    status::apply_status(client, &namespace, &name, &status).await?;
-
-    for check in [&secret_check, &config_check] {
-        if !check.ok {
-            context
-                .event(
-                    &reference,
-                    EventType::Warning,
-                    check.reason,
-                    check.message.clone(),
-                )
-                .await;
-        }
+    // Write: the keys first (the ConfigMap points the sidecar at them), then the ConfigMap,
+    // the status and the Events.
+    if let Some(secret) = &decision.secret {
+        apply::apply_secret(client, secret).await?;
     }
-    if !secret_check.ok {
-        return Err(Error::SecretRef(secret_check.message));
+    if let Some(config_map) = &decision.config_map {
+        apply::apply_config_map(client, config_map).await?;
     }
-    if !config_check.ok {
-        return Err(Error::NotOwned(config_check.message));
+    status::apply_status(client, &namespace, &name, &decision.status).await?;
+    let reference = endpoint.object_ref(&());
+    for note in decision.notes {
+        context
+            .event(&reference, note.type_, note.reason, note.message)
+            .await;
     }
-    if became_ready {
+    if let Some(refusal) = decision.refusal {
+        return Err(refusal);
+    }
+    if decision.became_ready {
         tracing::info!(%namespace, %name, "endpoint ready");
     }
-    let wait = next_change.map_or(RESYNC, |at| {
+    let wait = decision.next_change.map_or(RESYNC, |at| {
         let until = at.duration_since(Timestamp::now());
         // A due change goes through at once; a second's slack keeps it from being early.
         Duration::try_from(until).unwrap_or(Duration::ZERO) + Duration::from_secs(1)
@@ -562,247 +531,6 @@ async fn refuse(
     Ok(())
 }
 
-/// The keys' side of a reconcile: the generated Secret planned and applied, or the
-/// `secretRef` checked.
-struct Keys {
-    check: Check,
-    secret_name: Option<String>,
-    ring: Option<rotation::KeyRing>,
-    next_change: Option<Timestamp>,
-}
-
-async fn reconcile_keys(
-    context: &Context,
-    reference: &ObjectReference,
-    validated: &ValidatedEndpoint,
-    previous: Option<&WebhookEndpointStatus>,
-    fetched: &fetch::Fetched,
-    now: Timestamp,
-) -> Result<Keys, Error> {
-    match &validated.secret {
-        SecretPlan::Generate {
-            grace_period,
-            every,
-        } => {
-            // A Secret of that name that this endpoint does not control is someone's data:
-            // never overwrite it. (A new endpoint of an old name also waits here until the
-            // garbage collector has removed the old endpoint's Secret.)
-            if let Some(existing) = &fetched.generated
-                && !controlled_by(existing, reference)
-            {
-                let secret_name = signing_secret_name(&validated.name);
-                return Ok(Keys {
-                    check: Check::failed(
-                        "SecretNotOwned",
-                        format!(
-                            "Secret {secret_name} exists and is not managed by this endpoint; \
-                             Hookguard does not overwrite it: delete or rename it, or use it with \
-                             spec.secret.secretRef"
-                        ),
-                    ),
-                    secret_name: None,
-                    ring: None,
-                    next_change: None,
-                });
-            }
-            let plan = plan_keys(
-                validated,
-                previous,
-                fetched.generated.as_ref(),
-                *grace_period,
-                *every,
-                now,
-            )?;
-            let secret = build_secret(validated, &plan.ring).map_err(Error::Build)?;
-            apply::apply_secret(&context.client, &secret).await?;
-            publish_key_events(context, reference, &plan.changes).await;
-            let ids: Vec<&str> = plan
-                .ring
-                .keys
-                .iter()
-                .map(|key| key.meta.id.as_str())
-                .collect();
-            let secret_name = secret.metadata.name.unwrap_or_default();
-            Ok(Keys {
-                check: Check::ok(
-                    "Generated",
-                    format!("Secret {secret_name} holds keys {}", ids.join(", ")),
-                ),
-                secret_name: Some(secret_name),
-                next_change: plan.next_change,
-                ring: Some(plan.ring),
-            })
-        }
-        SecretPlan::Reference { name: secret, key } => {
-            let namespace = &validated.namespace;
-            let check = match fetched.referenced {
-                Some(Referenced::Present) => {
-                    Check::ok("Referenced", format!("Secret {secret} has key {key}"))
-                }
-                Some(Referenced::KeyMissing) => Check::failed(
-                    "SecretRefKeyMissing",
-                    format!("Secret {secret} has no key {key:?} (or it is empty); add it"),
-                ),
-                Some(Referenced::SecretMissing) | None => Check::failed(
-                    "SecretRefMissing",
-                    format!(
-                        "Secret {secret} not found in namespace {namespace}; create it with key {key:?}"
-                    ),
-                ),
-            };
-            Ok(Keys {
-                check,
-                secret_name: Some(secret.clone()),
-                ring: None,
-                next_change: None,
-            })
-        }
-    }
-}
-
-/// Whether `object` names the endpoint behind `owner` (by UID) as its controller.
-fn controlled_by(object: &impl kube::Resource, owner: &ObjectReference) -> bool {
-    object
-        .meta()
-        .owner_references
-        .as_ref()
-        .is_some_and(|references| {
-            references
-                .iter()
-                .any(|r| r.controller == Some(true) && Some(&r.uid) == owner.uid.as_ref())
-        })
-}
-
-fn was_ready(status: Option<&WebhookEndpointStatus>) -> bool {
-    status.is_some_and(|status| {
-        status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == build::READY && c.status == "True")
-    })
-}
-
-/// The stable endpoint ID: the status's; else the one the ConfigMap carries (the status was
-/// lost, the ID must not change: it namespaces the dedup records); else a new one.
-fn endpoint_id(
-    previous: Option<&WebhookEndpointStatus>,
-    config_map: Option<&ConfigMap>,
-) -> Result<String, Error> {
-    if let Some(id) = previous.and_then(|status| status.endpoint_id.clone()) {
-        return Ok(id);
-    }
-    let from_config = config_map
-        .and_then(|cm| cm.data.as_ref())
-        .and_then(|data| data.get(hookguard_api::config::CONFIG_FILE_NAME))
-        .and_then(|text| serde_json::from_str::<hookguard_api::config::EndpointConfig>(text).ok())
-        .map(|config| config.endpoint_id)
-        .filter(|id| !id.is_empty());
-    if let Some(id) = from_config {
-        return Ok(id);
-    }
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(Error::Random)?;
-    Ok(hex::encode(bytes))
-}
-
-fn plan_keys(
-    validated: &ValidatedEndpoint,
-    previous: Option<&WebhookEndpointStatus>,
-    secret: Option<&Secret>,
-    grace_period: Duration,
-    every: Option<Duration>,
-    now: Timestamp,
-) -> Result<rotation::Plan, Error> {
-    // A Secret of the same name that this endpoint does not control is taken over by the
-    // forced apply; its keys are not trusted as ours.
-    let secret = secret.filter(|secret| {
-        secret
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|owner| owner.uid == validated.owner.uid && owner.controller == Some(true))
-    });
-    let data: BTreeMap<String, String> = secret
-        .and_then(|secret| secret.data.as_ref())
-        .map(|data| {
-            data.iter()
-                .filter_map(|(id, value)| {
-                    Some((id.clone(), String::from_utf8(value.0.clone()).ok()?))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let meta: KeyRingMeta = secret
-        .and_then(|secret| secret.metadata.annotations.as_ref())
-        .and_then(|annotations| annotations.get(ANNOTATION_KEYS))
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default();
-    let highest_seen = previous
-        .into_iter()
-        .flat_map(|status| &status.keys)
-        .filter_map(|key| rotation::key_number(&key.id))
-        .max()
-        .unwrap_or(0);
-    let last_rotate_request = meta
-        .last_rotate_request
-        .clone()
-        .or_else(|| previous.and_then(|status| status.last_rotate_request.clone()));
-    let input = PlanInput {
-        scheme: validated.config.scheme,
-        existing: rotation::existing_keys(&data, &meta, now),
-        last_rotate_request,
-        rotate_request: validated.rotate_request.as_deref(),
-        highest_seen,
-        grace_period,
-        every,
-        now,
-    };
-    rotation::plan(input, &mut rotation::os_random).map_err(Error::Random)
-}
-
-async fn publish_key_events(
-    context: &Context,
-    reference: &ObjectReference,
-    changes: &rotation::Changes,
-) {
-    if let Some(id) = &changes.generated {
-        context
-            .event(
-                reference,
-                EventType::Normal,
-                "KeyGenerated",
-                format!("generated signing key {id}"),
-            )
-            .await;
-    }
-    if let Some(id) = &changes.rotated_to {
-        context
-            .event(
-                reference,
-                EventType::Normal,
-                "Rotated",
-                format!(
-                    "rotated to signing key {id}; the previous key stays valid for the grace period"
-                ),
-            )
-            .await;
-    }
-    if !changes.expired.is_empty() {
-        context
-            .event(
-                reference,
-                EventType::Normal,
-                "KeyExpired",
-                format!(
-                    "removed expired signing key(s) {}",
-                    changes.expired.join(", ")
-                ),
-            )
-            .await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -820,22 +548,5 @@ mod tests {
         assert!(Error::SecretRef("x".into()).is_permanent());
         assert!(Error::Validate(ValidateError::SecretSource).is_permanent());
         assert_eq!(Error::SecretRef("x".into()).metric_label(), "secret_ref");
-    }
-
-    #[test]
-    fn the_endpoint_id_survives_a_lost_status_through_the_config_map() {
-        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "pay-sidecar"},
-            "data": {"endpoint.json": r#"{"name":"pay","endpointId":"abc","path":"/h","scheme":"Generic","upstream":{"port":1},"secretDir":"/s"}"#},
-        }))
-        .unwrap();
-        assert_eq!(endpoint_id(None, Some(&cm)).unwrap(), "abc");
-        let fresh = endpoint_id(None, None).unwrap();
-        assert_eq!(fresh.len(), 32);
-        let status = WebhookEndpointStatus {
-            endpoint_id: Some("kept".into()),
-            ..WebhookEndpointStatus::default()
-        };
-        assert_eq!(endpoint_id(Some(&status), Some(&cm)).unwrap(), "kept");
     }
 }

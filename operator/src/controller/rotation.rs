@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub const ANNOTATION_KEYS: &str = "hookguard.dev/keys";
 
 /// Random bytes per generated key: HMAC-SHA256's block-size-independent full strength.
-const KEY_BYTES: usize = 32;
+pub const KEY_BYTES: usize = 32;
 
 /// One key's times, as stored in [`ANNOTATION_KEYS`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
