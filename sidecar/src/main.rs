@@ -63,7 +63,10 @@ fn main() -> ExitCode {
         let running = match start(settings, &endpoints).await {
             Ok(running) => running,
             Err(error) => {
-                eprintln!("hookguard-sidecar: {}", error_chain(&error));
+                eprintln!(
+                    "hookguard-sidecar: {}",
+                    hookguard_api::report::chain(&error)
+                );
                 return ExitCode::FAILURE;
             }
         };
@@ -101,15 +104,4 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -9,6 +9,7 @@ pub mod config;
 #[cfg(feature = "crd")]
 pub mod crd;
 pub mod names;
+pub mod report;
 pub mod units;
 pub mod validation;
 

@@ -303,7 +303,7 @@ pub async fn serve_on(
             .touched_objects()
             .for_each(|event| async move {
                 if let Err(error) = event {
-                    tracing::warn!(error = %crate::certs::format_chain(&error), "WebhookEndpoint watch failed; retrying");
+                    tracing::warn!(error = %hookguard_api::report::chain(&error), "WebhookEndpoint watch failed; retrying");
                 }
             });
         let cache_stop = shutdown.clone();

@@ -174,7 +174,7 @@ pub async fn maintain(
                 next
             }
             Err(error) => {
-                tracing::warn!(error = %format_chain(&error), "webhook certificate refresh failed; retrying");
+                tracing::warn!(error = %hookguard_api::report::chain(&error), "webhook certificate refresh failed; retrying");
                 Duration::from_secs(2)
             }
         };
@@ -222,7 +222,7 @@ async fn refresh(
                         state.applied_at = Some(std::time::Instant::now());
                     }
                     Err(error) => {
-                        tracing::warn!(error = %format_chain(&error), "cannot write the CA bundle yet; retrying");
+                        tracing::warn!(error = %hookguard_api::report::chain(&error), "cannot write the CA bundle yet; retrying");
                         retry_soon = true;
                     }
                 }
@@ -473,18 +473,6 @@ pub async fn apply_ca_bundle(client: &Client, name: &str, bundle: &[u8]) -> Resu
 fn unix_seconds(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// An error and its sources on one line.
-pub(crate) fn format_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(next) = source {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        source = next.source();
-    }
-    text
 }
 
 #[cfg(test)]

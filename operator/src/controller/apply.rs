@@ -3,9 +3,12 @@
 //! it owns (and a hand-deleted child is simply created again).
 
 use hookguard_api::names::FIELD_MANAGER;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Applying a child failed. Transient unless the API server keeps refusing.
 #[derive(Debug, thiserror::Error)]
@@ -22,19 +25,12 @@ pub enum ApplyError {
         #[source]
         source: serde_json::Error,
     },
-    /// Applying the Secret failed.
-    #[error("applying Secret {name}")]
-    ApplySecret {
-        /// The Secret.
-        name: String,
-        /// Why.
-        #[source]
-        source: kube::Error,
-    },
-    /// Applying the ConfigMap failed.
-    #[error("applying ConfigMap {name}")]
-    ApplyConfigMap {
-        /// The ConfigMap.
+    /// The API server refused or could not be reached.
+    #[error("applying {kind} {name}")]
+    Apply {
+        /// The kind.
+        kind: &'static str,
+        /// The object.
         name: String,
         /// Why.
         #[source]
@@ -42,38 +38,43 @@ pub enum ApplyError {
     },
 }
 
-fn params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
+/// A namespaced core/v1 child the operator writes: a Secret or a ConfigMap.
+pub trait Child:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + std::fmt::Debug
+{
+    /// The kind, for the apply body and errors.
+    const KIND: &'static str;
 }
 
-/// Applies the signing Secret.
-pub async fn apply_secret(client: &Client, secret: &Secret) -> Result<(), ApplyError> {
-    let (Some(name), Some(namespace)) = (&secret.metadata.name, &secret.metadata.namespace) else {
-        return Err(ApplyError::Unnamed("Secret"));
-    };
-    let body = typed(secret, "Secret")?;
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .patch(name, &params(), &Patch::Apply(body))
-        .await
-        .map(drop)
-        .map_err(|source| ApplyError::ApplySecret {
-            name: name.clone(),
-            source,
-        })
+impl Child for Secret {
+    const KIND: &'static str = "Secret";
 }
 
-/// Applies the sidecar ConfigMap.
-pub async fn apply_config_map(client: &Client, config_map: &ConfigMap) -> Result<(), ApplyError> {
-    let (Some(name), Some(namespace)) = (&config_map.metadata.name, &config_map.metadata.namespace)
-    else {
-        return Err(ApplyError::Unnamed("ConfigMap"));
+impl Child for ConfigMap {
+    const KIND: &'static str = "ConfigMap";
+}
+
+/// Applies a child.
+pub async fn apply<K: Child>(client: &Client, object: &K) -> Result<(), ApplyError> {
+    let meta = object.meta();
+    let (Some(name), Some(namespace)) = (&meta.name, &meta.namespace) else {
+        return Err(ApplyError::Unnamed(K::KIND));
     };
-    let body = typed(config_map, "ConfigMap")?;
-    Api::<ConfigMap>::namespaced(client.clone(), namespace)
-        .patch(name, &params(), &Patch::Apply(body))
+    let body = typed(object, K::KIND)?;
+    Api::<K>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
         .await
         .map(drop)
-        .map_err(|source| ApplyError::ApplyConfigMap {
+        .map_err(|source| ApplyError::Apply {
+            kind: K::KIND,
             name: name.clone(),
             source,
         })
@@ -81,10 +82,7 @@ pub async fn apply_config_map(client: &Client, config_map: &ConfigMap) -> Result
 
 /// The object as JSON with `apiVersion: v1` and `kind`, which an apply body needs and
 /// k8s-openapi's structs leave out.
-fn typed<T: serde::Serialize>(
-    object: &T,
-    kind: &'static str,
-) -> Result<serde_json::Value, ApplyError> {
+fn typed<T: Serialize>(object: &T, kind: &'static str) -> Result<serde_json::Value, ApplyError> {
     let mut value =
         serde_json::to_value(object).map_err(|source| ApplyError::Serialize { kind, source })?;
     if let Some(map) = value.as_object_mut() {

@@ -387,14 +387,14 @@ fn error_policy(
     let name = object.meta().name.as_deref().unwrap_or_default();
     let namespace = object.meta().namespace.as_deref().unwrap_or_default();
     if error.is_permanent() {
-        tracing::info!(%namespace, %name, error = %error_chain(error), "waiting for a change");
+        tracing::info!(%namespace, %name, error = %hookguard_api::report::chain(error), "waiting for a change");
         return Action::requeue(PERMANENT_RETRY);
     }
     let mut failures = context.failures();
     let count = failures.entry(ObjectRef::from_obj(&*object)).or_insert(0);
     *count = count.saturating_add(1);
     let delay = backoff(*count);
-    tracing::warn!(%namespace, %name, error = %error_chain(error), retry_in = ?delay, "reconcile failed");
+    tracing::warn!(%namespace, %name, error = %hookguard_api::report::chain(error), retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -402,18 +402,6 @@ fn error_policy(
 fn backoff(failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(16);
     BACKOFF_MIN.saturating_mul(factor).min(BACKOFF_MAX)
-}
-
-/// The error and its sources on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// The driver: read (client required), check and decide (no client required), write
@@ -470,10 +458,10 @@ async fn reconcile_endpoint(cached: &WebhookEndpoint, scope: &Scope) -> Result<A
     // Write: the keys first (the ConfigMap points the sidecar at them), then the ConfigMap,
     // the status and the Events.
     if let Some(secret) = &decision.secret {
-        apply::apply_secret(client, secret).await?;
+        apply::apply(client, secret).await?;
     }
     if let Some(config_map) = &decision.config_map {
-        apply::apply_config_map(client, config_map).await?;
+        apply::apply(client, config_map).await?;
     }
     status::apply_status(client, &namespace, &name, &decision.status).await?;
     let reference = endpoint.object_ref(&());
