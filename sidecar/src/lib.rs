@@ -5,7 +5,8 @@
 //! bound the delivery ID → event filter → [`dedup`] claim → [`forward`] to the app → commit
 //! or release the claim. [`rescue`] is the one place that turns an outcome into an answer.
 //! [`config`] is parsed before anything is bound; [`server`] binds and drains; [`reload`]
-//! follows mounted ConfigMaps and Secrets; [`admin`] serves health and [`metrics`].
+//! follows mounted ConfigMaps and Secrets; [`admin`] serves health and [`metrics`]. [`sign`]
+//! is the sender's side of each scheme, for tests and tools.
 
 pub mod admin;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod reload;
 pub mod rescue;
 pub mod server;
 pub mod service;
+pub mod sign;
 pub mod verify;
 
 pub use config::{Args, Settings, load_endpoints};

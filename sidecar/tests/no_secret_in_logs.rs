@@ -13,25 +13,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
-use sha2::Sha256;
 
 const GENERIC_SECRET: &str = "generic-secret-value-4f9a1c";
 const SVIX_KEY: &[u8] = b"svix-key-material-0123456789abcd";
 const BROKEN_KEY_MARKER: &str = "broken-key-marker-7d2e";
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().to_vec()
+    hookguard_sidecar::sign::hmac_sha256(key, parts).to_vec()
 }
 
 fn free_port() -> u16 {

@@ -7,12 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use sha2::Sha256;
 
 use hookguard_api::config::{CONFIG_FILE_NAME, EndpointConfig};
 use hookguard_sidecar::{Args, Running, Settings, load_endpoints, start};
@@ -242,7 +240,7 @@ impl Sender {
         id: &str,
         body: &str,
     ) -> anyhow::Result<Answer> {
-        let signature = sign_hex(secret.as_bytes(), body.as_bytes());
+        let signature = hookguard_sidecar::sign::generic(secret.as_bytes(), body.as_bytes());
         self.post(
             path,
             &[("x-signature", &signature), ("x-delivery-id", id)],
@@ -298,12 +296,4 @@ pub fn write_endpoint(
     let file = config_dir.join(CONFIG_FILE_NAME);
     std::fs::write(&file, serde_json::to_vec_pretty(&config)?)?;
     Ok(file)
-}
-
-/// Lower-case hex HMAC-SHA256, the Generic scheme's signature.
-pub fn sign_hex(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
 }

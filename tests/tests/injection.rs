@@ -20,6 +20,7 @@ use hookguard_api::names::{
 use hookguard_operator::admission::handler::{Webhook, admit};
 use hookguard_operator::admission::manifests::{self, REQUIRE_SIDECAR_MESSAGE};
 use hookguard_operator::certs::{CA_BUNDLE_FIELD_MANAGER, CertPair, issue_ca, issue_serving};
+use hookguard_sidecar::sign;
 use hookguard_tests::app::{TestApp, outcome_of};
 use hookguard_tests::control_plane::{TestNamespace, with_namespace};
 use hookguard_tests::injection::{
@@ -28,7 +29,6 @@ use hookguard_tests::injection::{
     remap_endpoint_files, sidecar_of,
 };
 use hookguard_tests::redis::RedisServer;
-use hookguard_tests::sidecar::sign_hex;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
@@ -827,17 +827,17 @@ async fn the_injected_sidecar_verifies_and_deduplicates_a_delivery() {
                 Ok::<_, anyhow::Error>((status, outcome))
             }
         };
-        let forged = deliver(sign_hex(b"wrong", body.as_bytes())).await?;
+        let forged = deliver(sign::generic(b"wrong", body.as_bytes())).await?;
         assert_eq!(forged.0, 401, "{forged:?}");
         assert_eq!(
             app.total_arrivals(),
             0,
             "a forged delivery never reaches the app"
         );
-        let first = deliver(sign_hex(SECRET.as_bytes(), body.as_bytes())).await?;
+        let first = deliver(sign::generic(SECRET.as_bytes(), body.as_bytes())).await?;
         assert_eq!(first.0, 200, "{first:?}");
         assert_eq!(app.commits("d1"), 1);
-        let duplicate = deliver(sign_hex(SECRET.as_bytes(), body.as_bytes())).await?;
+        let duplicate = deliver(sign::generic(SECRET.as_bytes(), body.as_bytes())).await?;
         assert_eq!(duplicate.0, 200, "{duplicate:?}");
         assert_eq!(duplicate.1.as_deref(), Some("duplicate"), "{duplicate:?}");
         assert_eq!(app.arrivals("d1"), 1, "the duplicate never reaches the app");

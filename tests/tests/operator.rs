@@ -21,13 +21,13 @@ use bytes::Bytes;
 use clap::Parser as _;
 use hookguard_api::crd::WebhookEndpoint;
 use hookguard_api::names::{FIELD_MANAGER, sidecar_config_name, signing_secret_name};
+use hookguard_sidecar::sign;
 use hookguard_tests::app::TestApp;
 use hookguard_tests::control_plane::{TestNamespace, with_namespace};
 use hookguard_tests::operator::{
     InProcess, children, condition, config, endpoint, eventually, install_crd, materialize,
     operator_binary, operator_client, secret_keys, wait_condition,
 };
-use hookguard_tests::sidecar::sign_hex;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
@@ -70,7 +70,7 @@ async fn post_signed(
     id: &str,
 ) -> anyhow::Result<u16> {
     let body = format!(r#"{{"delivery":"{id}"}}"#);
-    let signature = sign_hex(key.as_bytes(), body.as_bytes());
+    let signature = sign::generic(key.as_bytes(), body.as_bytes());
     let request = hyper::Request::post(format!("http://{}{path}", sidecar.addr))
         .header("x-signature", signature)
         .header("x-delivery-id", id)

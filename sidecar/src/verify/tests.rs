@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac as _};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use rstest::rstest;
-use sha2::Sha256;
 
 use super::common::parse_unix_seconds;
 use super::*;
@@ -22,11 +20,7 @@ const BODY: &[u8] =
     br#"{"id":"evt_1","type":"invoice.paid","event_id":"Ev1","event":{"type":"app_mention"}}"#;
 
 fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).unwrap();
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().to_vec()
+    crate::sign::hmac_sha256(key, parts).to_vec()
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
