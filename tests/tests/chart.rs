@@ -12,9 +12,10 @@ use std::fs;
 use anyhow::{Context as _, ensure};
 use chart_support::{
     CLUSTER_KINDS, all_ci_values, chart_arg, chart_dir, ci_values, cluster_scoped,
-    create_namespace, eventually, failure, helm, install_crds, repo_root, server_dry_run, template,
+    create_namespace, failure, helm, install_crds, repo_root, server_dry_run, template,
 };
 use hookguard_tests::control_plane::{ControlPlane, with_namespace};
+use hookguard_tests::wait::eventually_blocking;
 use serde::Deserialize as _;
 use std::time::Duration;
 
@@ -492,7 +493,7 @@ fn check_answers(
     // can arrive a moment after another: wait for every "allowed" (they only become true).
     // A "denied" never becomes wrong by waiting, so it is asked once, after the grants.
     if expected {
-        let _ = eventually(
+        let _ = eventually_blocking(
             "RBAC grants every expected right",
             Duration::from_secs(20),
             || Ok(wrong()?.is_empty()),
@@ -543,7 +544,7 @@ async fn service_account_may_do_what_the_operator_needs_and_nothing_more() {
         create_namespace(plane, &app)?;
         let home = ns.name.as_str();
 
-        eventually("RBAC lets the operator watch endpoints", Duration::from_secs(20), || {
+        eventually_blocking("RBAC lets the operator watch endpoints", Duration::from_secs(20), || {
             can_i(plane, &user, "", "watch", "webhookendpoints.hookguard.dev", &["--all-namespaces"])
         })?;
         let lease = format!("leases.coordination.k8s.io/{fullname}");
@@ -687,7 +688,7 @@ async fn namespaced_mode_grants_rights_only_in_the_watched_namespaces() {
         );
 
         let user = format!("system:serviceaccount:{}:{fullname}", ns.name);
-        eventually(
+        eventually_blocking(
             "RBAC lets the operator watch team-a's endpoints",
             Duration::from_secs(20),
             || {

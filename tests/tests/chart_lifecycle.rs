@@ -8,8 +8,9 @@ mod chart_support;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use chart_support::{CLUSTER_KINDS, chart_arg, cluster_scoped, eventually, helm, kubectl};
+use chart_support::{CLUSTER_KINDS, chart_arg, cluster_scoped, helm, kubectl};
 use hookguard_tests::control_plane::{TestNamespace, with_namespace};
+use hookguard_tests::wait::eventually_blocking;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
@@ -196,7 +197,7 @@ async fn check_uninstall(ns: &TestNamespace, selector: &str, chart: &str) -> any
 
     // Helm's convention: the kept CRD is adopted again by a new install of the release.
     helm(plane, &["install", RELEASE, chart, "-n", &ns.name])?;
-    eventually(
+    eventually_blocking(
         "the reinstalled release is deployed",
         Duration::from_secs(30),
         || {

@@ -19,18 +19,20 @@ mod chart_support;
 
 use std::fs;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::ensure;
 use base64::Engine as _;
 use chart_support::operator::{
     Operator, app_pod, chart_args, check_refused_while_down, create_injected_pod,
-    create_ready_endpoint, decode_patch, eventually_value, issue_certificate_as_cert_manager,
-    patch_adds_sidecar, point_webhook_at, service_account_kubeconfig, wait_policy_in_force,
+    create_ready_endpoint, decode_patch, issue_certificate_as_cert_manager, patch_adds_sidecar,
+    point_webhook_at, service_account_kubeconfig, wait_policy_in_force,
 };
 use chart_support::{
     CLUSTER_KINDS, STUB_CRDS, apply, chart_arg, cluster_scoped, create_namespace, helm, kubectl,
 };
 use hookguard_tests::control_plane::{TestNamespace, with_namespace};
+use hookguard_tests::wait::eventually_value_blocking;
 use serde_json::{Value, json};
 
 /// Named like the chart: the full name is `hookguard`, the operator's defaults.
@@ -126,29 +128,33 @@ fn check_self_managed_injection(
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     let plane = ns.plane;
-    let ca = eventually_value("the operator writes the CA bundle", || {
-        let config: Value = serde_json::from_str(&kubectl(
-            plane,
-            &[
-                "get",
-                "mutatingwebhookconfiguration",
-                RELEASE,
-                "-o",
-                "json",
-                "--show-managed-fields",
-            ],
-        )?)?;
-        let bundle = config["webhooks"][0]["clientConfig"]["caBundle"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let by_operator = config["metadata"]["managedFields"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|entry| entry["manager"] == "hookguard-operator-cabundle");
-        Ok((!bundle.is_empty() && by_operator).then_some(bundle))
-    })
+    let ca = eventually_value_blocking(
+        "the operator writes the CA bundle",
+        Duration::from_secs(60),
+        || {
+            let config: Value = serde_json::from_str(&kubectl(
+                plane,
+                &[
+                    "get",
+                    "mutatingwebhookconfiguration",
+                    RELEASE,
+                    "-o",
+                    "json",
+                    "--show-managed-fields",
+                ],
+            )?)?;
+            let bundle = config["webhooks"][0]["clientConfig"]["caBundle"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let by_operator = config["metadata"]["managedFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|entry| entry["manager"] == "hookguard-operator-cabundle");
+            Ok((!bundle.is_empty() && by_operator).then_some(bundle))
+        },
+    )
     .map_err(|err| operator.with_log(err))?;
     let secret_ca = kubectl(
         plane,
@@ -184,29 +190,33 @@ fn check_self_managed_injection(
             "dryRun": false,
         },
     });
-    let answer = eventually_value("the webhook injects the sidecar", || {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "--fail",
-                "--resolve",
-                &format!("{service_host}:{}:127.0.0.1", operator.webhook),
-                "--cacert",
-                ca_file.to_str().unwrap_or_default(),
-                "-H",
-                "content-type: application/json",
-                "--data-binary",
-                &review.to_string(),
-                &format!("https://{service_host}:{}/mutate", operator.webhook),
-            ])
-            .output()?;
-        if !out.status.success() {
-            return Ok(None);
-        }
-        let answer: Value = serde_json::from_slice(&out.stdout)?;
-        let patch = decode_patch(&answer["response"]["patch"])?;
-        Ok(patch_adds_sidecar(&patch).then_some(answer))
-    })
+    let answer = eventually_value_blocking(
+        "the webhook injects the sidecar",
+        Duration::from_secs(60),
+        || {
+            let out = Command::new("curl")
+                .args([
+                    "-sS",
+                    "--fail",
+                    "--resolve",
+                    &format!("{service_host}:{}:127.0.0.1", operator.webhook),
+                    "--cacert",
+                    ca_file.to_str().unwrap_or_default(),
+                    "-H",
+                    "content-type: application/json",
+                    "--data-binary",
+                    &review.to_string(),
+                    &format!("https://{service_host}:{}/mutate", operator.webhook),
+                ])
+                .output()?;
+            if !out.status.success() {
+                return Ok(None);
+            }
+            let answer: Value = serde_json::from_slice(&out.stdout)?;
+            let patch = decode_patch(&answer["response"]["patch"])?;
+            Ok(patch_adds_sidecar(&patch).then_some(answer))
+        },
+    )
     .map_err(|err| operator.with_log(err))?;
     ensure!(answer["response"]["allowed"] == true, "{answer}");
     Ok(())

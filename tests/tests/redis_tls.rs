@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hookguard_sidecar::dedup::{ClaimOutcome, DedupStore, DeliveryKeys, RedisOptions, Store};
 use hookguard_tests::control_plane::write_pki;
@@ -87,15 +87,13 @@ impl Drop for TlsRedis {
     }
 }
 
+/// Whether the store answers a PING within 5 s.
 async fn eventually_ready(store: &Store) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if store.ping().await.is_ok() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+    hookguard_tests::wait::eventually("the store answers", Duration::from_secs(5), async || {
+        Ok(store.ping().await.is_ok())
+    })
+    .await
+    .is_ok()
 }
 
 #[tokio::test]

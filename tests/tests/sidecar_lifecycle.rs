@@ -43,14 +43,17 @@ async fn status(sidecar: &SidecarHarness, path: &str, key: &str, id: &str, body:
         .status
 }
 
+/// Waits up to 10 s for `check`.
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let waited =
+        hookguard_tests::wait::eventually(
+            what,
+            Duration::from_secs(10),
+            async || Ok(check().await),
+        )
+        .await;
+    if let Err(error) = waited {
+        panic!("{error:#}");
     }
 }
 

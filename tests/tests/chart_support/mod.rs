@@ -8,7 +8,6 @@ pub mod operator;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use hookguard_tests::control_plane::ControlPlane;
@@ -229,24 +228,6 @@ pub fn create_namespace(plane: &ControlPlane, name: &str) -> anyhow::Result<()> 
         &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"),
     )
     .map(drop)
-}
-
-/// Polls `check` every 200 ms until it returns true or `timeout` passes.
-pub fn eventually(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check()? {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting until {what}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Names (`kind/name`) of the cluster-scoped objects of `kinds` carrying `selector`.

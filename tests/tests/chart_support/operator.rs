@@ -7,7 +7,6 @@
 //! `HOOKGUARD_OPERATOR_BIN`.
 
 use std::fs;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +22,9 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use super::{apply, eventually, kubectl, success};
+use hookguard_tests::wait::{eventually_blocking, eventually_value};
+
+use super::{apply, kubectl, success};
 use hookguard_tests::injection::dry_run;
 pub use hookguard_tests::operator::operator_binary;
 
@@ -84,7 +85,7 @@ impl Operator {
             metrics,
             webhook,
         };
-        eventually(
+        eventually_blocking(
             "the operator answers /healthz",
             Duration::from_secs(30),
             || {
@@ -268,37 +269,6 @@ pub fn decode_patch(patch: &Value) -> anyhow::Result<Value> {
     Ok(serde_json::from_slice(&bytes)?)
 }
 
-/// Polls `check` for 60 s until it returns a value.
-pub fn eventually_value<T>(
-    what: &str,
-    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<T> {
-    let mut found = None;
-    eventually(what, Duration::from_secs(60), || {
-        found = check()?;
-        Ok(found.is_some())
-    })?;
-    found.context(what.to_owned())
-}
-
-/// [`eventually_value`] for an async check, polled every 100 ms.
-pub async fn eventually_value_async<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out after 60s waiting until {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Declares [`ENDPOINT`] in `app` and waits until `operator` has made it Ready, with its
 /// Secret and ConfigMap.
 pub fn create_ready_endpoint(
@@ -326,7 +296,7 @@ pub fn create_ready_endpoint(
         ),
     )?;
     let endpoint = format!("webhookendpoints.hookguard.dev/{ENDPOINT}");
-    eventually("the endpoint is Ready", Duration::from_secs(60), || {
+    eventually_blocking("the endpoint is Ready", Duration::from_secs(60), || {
         operator.ensure_running()?;
         let ready = kubectl(
             plane,
@@ -404,17 +374,21 @@ pub async fn point_webhook_at(
         .insert("hookguard.dev/endpoints".into(), "absent-probe".into());
     let started = Instant::now();
     let pods: Api<Pod> = Api::namespaced(ns.client.clone(), app);
-    eventually_value_async("the API server calls the webhook", || {
-        let (pods, probe) = (pods.clone(), probe.clone());
-        async move {
-            Ok(match dry_run(&pods, &probe).await {
-                Err(kube::Error::Api(status)) => {
-                    status.message.contains("\"absent-probe\"").then_some(())
-                }
-                _ => None,
-            })
-        }
-    })
+    eventually_value(
+        "the API server calls the webhook",
+        Duration::from_secs(60),
+        || {
+            let (pods, probe) = (pods.clone(), probe.clone());
+            async move {
+                Ok(match dry_run(&pods, &probe).await {
+                    Err(kube::Error::Api(status)) => {
+                        status.message.contains("\"absent-probe\"").then_some(())
+                    }
+                    _ => None,
+                })
+            }
+        },
+    )
     .await?;
     eprintln!(
         "the API server called the re-pointed webhook after {:?}",
@@ -429,36 +403,40 @@ pub async fn point_webhook_at(
 /// server compiles new policies asynchronously, at most once a second.
 pub async fn wait_policy_in_force(ns: &TestNamespace, app: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    eventually_value_async("the admission policy is in force", || {
-        let out = ns.plane.run_kubectl(&[
-            "-n",
-            app,
-            "run",
-            "hookguard-check",
-            "--image=pause",
-            "--labels=hookguard.dev/inject=true",
-            "--dry-run=server",
-            "-o",
-            "jsonpath={.spec.initContainers[*].name}",
-        ]);
-        async move {
-            let out = out?;
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if !out.status.success() {
+    eventually_value(
+        "the admission policy is in force",
+        Duration::from_secs(60),
+        || {
+            let out = ns.plane.run_kubectl(&[
+                "-n",
+                app,
+                "run",
+                "hookguard-check",
+                "--image=pause",
+                "--labels=hookguard.dev/inject=true",
+                "--dry-run=server",
+                "-o",
+                "jsonpath={.spec.initContainers[*].name}",
+            ]);
+            async move {
+                let out = out?;
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if !out.status.success() {
+                    ensure!(
+                        stderr.contains("has no hookguard-sidecar"),
+                        "refused, but not by the policy: {stderr}"
+                    );
+                    return Ok(Some(()));
+                }
                 ensure!(
-                    stderr.contains("has no hookguard-sidecar"),
-                    "refused, but not by the policy: {stderr}"
+                    out.stdout.is_empty(),
+                    "the webhook must not be reachable while the policy is probed: {}",
+                    String::from_utf8_lossy(&out.stdout)
                 );
-                return Ok(Some(()));
+                Ok(None)
             }
-            ensure!(
-                out.stdout.is_empty(),
-                "the webhook must not be reachable while the policy is probed: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-            Ok(None)
-        }
-    })
+        },
+    )
     .await?;
     let took = started.elapsed();
     eprintln!("the admission policy was in force {took:?} after the chart was installed");
