@@ -44,7 +44,7 @@ fn sidecar_with(config: serde_json::Value, body_read_timeout: Duration) -> Sidec
         store,
         metrics,
         settings,
-        crate::forward::Background::default(),
+        crate::background::Background::default(),
     )
 }
 
