@@ -155,6 +155,11 @@ impl Sidecar {
         let end = |outcome: Outcome, id: Option<String>| {
             (outcome, id, answer(outcome, retry_after(endpoint, outcome)))
         };
+        let reject = |rejection: Rejection| {
+            tracing::debug!(endpoint = %endpoint.name, reason = %rejection, "rejected");
+            route.metrics.rejected(&rejection);
+            end(rejection.outcome(), None)
+        };
         if request.method() != Method::POST {
             return end(Outcome::MethodNotAllowed, None);
         }
@@ -179,8 +184,7 @@ impl Sidecar {
 
         // Nothing touches the store before the signature and timestamp pass.
         if let Err(rejection) = endpoint.verifier.verify(&parts.headers, &body, now_unix()) {
-            tracing::debug!(endpoint = %endpoint.name, reason = %rejection, "rejected");
-            return end(rejection_outcome(&rejection), None);
+            return reject(rejection);
         }
         let delivery = Delivery::new(&parts.headers, &body);
         let delivery_id = match endpoint.verifier.delivery_id(&delivery) {
@@ -192,10 +196,7 @@ impl Sidecar {
                 let (outcome, response) = self.send(route, parts, body, None, peer, None).await;
                 return (outcome, None, response);
             }
-            Err(rejection) => {
-                tracing::debug!(endpoint = %endpoint.name, reason = %rejection, "rejected");
-                return end(rejection_outcome(&rejection), None);
-            }
+            Err(rejection) => return reject(rejection),
         };
         if !endpoint.event_types.is_empty() {
             let subscribed = endpoint
@@ -274,14 +275,6 @@ fn retry_after(endpoint: &Endpoint, outcome: Outcome) -> u64 {
     match outcome {
         Outcome::InFlight => endpoint.upstream_timeout.as_secs().max(1),
         _ => 5,
-    }
-}
-
-fn rejection_outcome(rejection: &Rejection) -> Outcome {
-    if rejection.status() == http::StatusCode::UNAUTHORIZED {
-        Outcome::Unauthorized
-    } else {
-        Outcome::BadRequest
     }
 }
 
