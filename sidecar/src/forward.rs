@@ -22,16 +22,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use hookguard_api::names::{HEADER_DELIVERY_ID, HEADER_ENDPOINT};
 
+use crate::background::Background;
 use crate::config::Endpoint;
 use crate::dedup::{Claim, DedupStore, Store};
 use crate::metrics::{Metrics, StoreOperation};
 use crate::rescue::{Outcome, ProxyBody, answer};
-use crate::service::Route;
+use crate::route::Route;
 
 /// Headers that describe one connection, not the message; never forwarded either way.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -46,43 +45,6 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Work that outlives a request (late app answers, commit retries): tracked, so graceful
-/// shutdown waits for it, and killable, so an abort drops it like a crash would.
-#[derive(Debug, Clone, Default)]
-pub struct Background {
-    tasks: TaskTracker,
-    kill: CancellationToken,
-}
-
-impl Background {
-    /// Spawns `work`; it ends early if the sidecar is aborted.
-    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        let kill = self.kill.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                () = work => {}
-                () = kill.cancelled() => {}
-            }
-        });
-    }
-
-    /// Stops accepting new work and waits for what runs.
-    pub async fn drain(&self) {
-        self.tasks.close();
-        self.tasks.wait().await;
-    }
-
-    /// Drops all running work at once.
-    pub fn kill(&self) {
-        self.kill.cancel();
-    }
-
-    /// Cancelled when the sidecar is aborted.
-    pub fn killed(&self) -> &CancellationToken {
-        &self.kill
-    }
-}
 
 /// The app's answer, settled: what happened and what the sender gets.
 type Settled = (Outcome, Response<ProxyBody>);

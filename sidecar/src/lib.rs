@@ -1,20 +1,24 @@
 //! The Hookguard verifier sidecar.
 //!
-//! A request flows through [`service`]: route by path → method → body read up to the
+//! A request flows through [`service`]: [`route`] by path → method → body read up to the
 //! endpoint's limit → [`verify`] the signature and timestamp on the raw bytes → extract and
 //! bound the delivery ID → event filter → [`dedup`] claim → [`forward`] to the app → commit
-//! or release the claim. [`rescue`] is the one place that turns an outcome into an answer.
+//! or release the claim, in [`background`] work if that outlives the request. [`rescue`] is
+//! the one place that turns an outcome into an answer. Modules depend one way: `service`
+//! uses `forward`, never the reverse; what both need (`route`, `background`) sits below them.
 //! [`config`] is parsed before anything is bound; [`server`] binds and drains; [`reload`]
 //! follows mounted ConfigMaps and Secrets; [`admin`] serves health and [`metrics`]. [`sign`]
 //! is the sender's side of each scheme, for tests and tools.
 
 pub mod admin;
+pub mod background;
 pub mod config;
 pub mod dedup;
 pub mod forward;
 pub mod metrics;
 pub mod reload;
 pub mod rescue;
+pub mod route;
 pub mod server;
 pub mod service;
 pub mod sign;

@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::rescue::Outcome;
+use crate::verify::Rejection;
 
 /// Latency buckets in seconds, from 100 µs to 30 s.
 const LATENCY_BUCKETS: [f64; 17] = [
@@ -22,6 +23,12 @@ const LATENCY_BUCKETS: [f64; 17] = [
 struct RequestLabels {
     endpoint: String,
     outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RejectionLabels {
+    endpoint: String,
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -59,6 +66,7 @@ struct ResultLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    rejections: Family<RejectionLabels, Counter>,
     duration: Family<EndpointLabels, Histogram>,
     upstream_duration: Family<EndpointLabels, Histogram>,
     dedup_skipped: Family<EndpointLabels, Counter>,
@@ -91,6 +99,12 @@ impl Metrics {
             "requests",
             "Webhook requests by endpoint and outcome",
             requests.clone(),
+        );
+        let rejections = Family::<RejectionLabels, Counter>::default();
+        registry.register(
+            "rejections",
+            "Deliveries refused by signature, timestamp or delivery-ID checks, by endpoint and reason",
+            rejections.clone(),
         );
         let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -161,6 +175,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            rejections,
             duration,
             upstream_duration,
             dedup_skipped,
@@ -188,6 +203,13 @@ impl Metrics {
                         outcome: outcome.label(),
                     })
                     .clone()
+            }),
+            rejections: Rejection::METRIC_LABELS.map(|reason| {
+                let labels = RejectionLabels {
+                    endpoint: name.to_owned(),
+                    reason,
+                };
+                (reason, self.rejections.get_or_create(&labels).clone())
             }),
             duration: self.duration.get_or_create(&labels).clone(),
             upstream_duration: self.upstream_duration.get_or_create(&labels).clone(),
@@ -247,6 +269,7 @@ impl Metrics {
 #[derive(Debug, Clone)]
 pub struct EndpointMetrics {
     outcomes: [Counter; Outcome::ALL.len()],
+    rejections: [(&'static str, Counter); Rejection::METRIC_LABELS.len()],
     duration: Histogram,
     upstream_duration: Histogram,
     dedup_skipped: Counter,
@@ -257,6 +280,15 @@ impl EndpointMetrics {
     pub fn answered(&self, outcome: Outcome, elapsed: std::time::Duration) {
         self.outcomes[outcome as usize].inc();
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one rejected delivery under its reason. Every reason has its series (a verify
+    /// test keeps [`Rejection::METRIC_LABELS`] complete), so the search always finds one.
+    pub fn rejected(&self, rejection: &Rejection) {
+        let reason = rejection.metric_label();
+        if let Some((_, counter)) = self.rejections.iter().find(|(label, _)| *label == reason) {
+            counter.inc();
+        }
     }
 
     /// Records how long the app took.

@@ -94,6 +94,15 @@ impl Outcome {
         }
     }
 
+    /// The status of the sidecar's own [`answer`] for this outcome (for [`Forwarded`] and
+    /// [`AppRejected`] the app's answer is passed on instead).
+    ///
+    /// [`Forwarded`]: Outcome::Forwarded
+    /// [`AppRejected`]: Outcome::AppRejected
+    pub fn status(self) -> StatusCode {
+        self.status_and_body().0
+    }
+
     fn status_and_body(self) -> (StatusCode, &'static str) {
         match self {
             Outcome::Forwarded | Outcome::AppRejected => (StatusCode::OK, "ok\n"),

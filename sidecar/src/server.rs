@@ -16,9 +16,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::background::Background;
 use crate::config::{Endpoints, Settings, StoreSettings};
 use crate::dedup::{Store, StoreError};
-use crate::forward::Background;
 use crate::metrics::Metrics;
 use crate::service::{ServiceSettings, Sidecar};
 use crate::{admin, reload};

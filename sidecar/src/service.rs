@@ -5,7 +5,6 @@
 //! The endpoint table is an immutable snapshot swapped atomically on reload: a request keeps
 //! the snapshot it started with, so a reload never changes the rules halfway through one.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,52 +20,14 @@ use sha2::{Digest, Sha256};
 
 use hookguard_api::StoreUnavailable;
 
+use crate::background::Background;
 use crate::config::{Endpoint, Endpoints};
 use crate::dedup::{Claim, ClaimOutcome, DedupStore, DeliveryKeys, Store};
-use crate::forward::{Background, Forwarder};
-use crate::metrics::{EndpointMetrics, Metrics, StoreOperation};
+use crate::forward::Forwarder;
+use crate::metrics::{Metrics, StoreOperation};
 use crate::rescue::{Outcome, ProxyBody, answer};
+use crate::route::{Route, Routes};
 use crate::verify::{Delivery, Rejection};
-
-/// An endpoint with its metric handles.
-#[derive(Debug)]
-pub struct Route {
-    /// The validated endpoint.
-    pub endpoint: Arc<Endpoint>,
-    /// Its metric handles.
-    pub metrics: EndpointMetrics,
-}
-
-/// One configuration snapshot: the routes by path.
-#[derive(Debug)]
-pub struct Routes {
-    by_path: HashMap<String, Route>,
-    unmatched: EndpointMetrics,
-}
-
-impl Routes {
-    fn new(endpoints: &Endpoints, metrics: &Metrics) -> Routes {
-        let by_path = endpoints
-            .iter()
-            .map(|endpoint| {
-                let route = Route {
-                    endpoint: Arc::clone(endpoint),
-                    metrics: metrics.endpoint(&endpoint.name),
-                };
-                (endpoint.path.clone(), route)
-            })
-            .collect();
-        Routes {
-            by_path,
-            unmatched: metrics.endpoint(""),
-        }
-    }
-
-    /// The endpoints of this snapshot.
-    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
-        self.by_path.values().map(|route| &route.endpoint)
-    }
-}
 
 /// Process-wide settings of the request path.
 #[derive(Debug, Clone)]
@@ -154,9 +115,9 @@ impl Sidecar {
     {
         let started = Instant::now();
         let routes = self.routes.load_full();
-        let Some(route) = routes.by_path.get(request.uri().path()) else {
+        let Some(route) = routes.get(request.uri().path()) else {
             let elapsed = started.elapsed();
-            routes.unmatched.answered(Outcome::NotFound, elapsed);
+            routes.unmatched().answered(Outcome::NotFound, elapsed);
             tracing::info!(
                 endpoint = "",
                 outcome = Outcome::NotFound.label(),
@@ -194,6 +155,11 @@ impl Sidecar {
         let end = |outcome: Outcome, id: Option<String>| {
             (outcome, id, answer(outcome, retry_after(endpoint, outcome)))
         };
+        let reject = |rejection: Rejection| {
+            tracing::debug!(endpoint = %endpoint.name, reason = %rejection, "rejected");
+            route.metrics.rejected(&rejection);
+            end(rejection.outcome(), None)
+        };
         if request.method() != Method::POST {
             return end(Outcome::MethodNotAllowed, None);
         }
@@ -218,8 +184,7 @@ impl Sidecar {
 
         // Nothing touches the store before the signature and timestamp pass.
         if let Err(rejection) = endpoint.verifier.verify(&parts.headers, &body, now_unix()) {
-            tracing::debug!(endpoint = %endpoint.name, reason = %rejection, "rejected");
-            return end(rejection_outcome(&rejection), None);
+            return reject(rejection);
         }
         let delivery = Delivery::new(&parts.headers, &body);
         let delivery_id = match endpoint.verifier.delivery_id(&delivery) {
@@ -231,10 +196,7 @@ impl Sidecar {
                 let (outcome, response) = self.send(route, parts, body, None, peer, None).await;
                 return (outcome, None, response);
             }
-            Err(rejection) => {
-                tracing::debug!(endpoint = %endpoint.name, reason = %rejection, "rejected");
-                return end(rejection_outcome(&rejection), None);
-            }
+            Err(rejection) => return reject(rejection),
         };
         if !endpoint.event_types.is_empty() {
             let subscribed = endpoint
@@ -313,14 +275,6 @@ fn retry_after(endpoint: &Endpoint, outcome: Outcome) -> u64 {
     match outcome {
         Outcome::InFlight => endpoint.upstream_timeout.as_secs().max(1),
         _ => 5,
-    }
-}
-
-fn rejection_outcome(rejection: &Rejection) -> Outcome {
-    if rejection.status() == http::StatusCode::UNAUTHORIZED {
-        Outcome::Unauthorized
-    } else {
-        Outcome::BadRequest
     }
 }
 

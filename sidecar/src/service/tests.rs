@@ -44,7 +44,7 @@ fn sidecar_with(config: serde_json::Value, body_read_timeout: Duration) -> Sidec
         store,
         metrics,
         settings,
-        crate::forward::Background::default(),
+        crate::background::Background::default(),
     )
 }
 
@@ -151,6 +151,46 @@ async fn signature_problems_are_400_or_401_and_touch_no_store() {
         0,
         "nothing may reach the store before verification passes"
     );
+}
+
+/// The value of one sample in the sidecar's metrics text; 0 when absent.
+fn metric(sidecar: &Sidecar, sample: &str) -> u64 {
+    sidecar
+        .metrics()
+        .encode(None)
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .map_or(0, |value| value.parse().unwrap())
+}
+
+fn rejections(sidecar: &Sidecar, reason: &str) -> u64 {
+    metric(
+        sidecar,
+        &format!("hookguard_rejections_total{{endpoint=\"e\",reason=\"{reason}\"}}"),
+    )
+}
+
+#[tokio::test]
+async fn each_rejection_is_counted_once_by_endpoint_and_reason() {
+    let sidecar = generic();
+    let mut tampered = signed("{\"a\":1}", "d1");
+    *tampered.body_mut() = Full::new(Bytes::from_static(b"{\"a\":2}"));
+    assert_eq!(call(&sidecar, tampered).await.0, 401);
+    for _ in 0..2 {
+        let unsigned = Request::post("/hook")
+            .header("x-delivery-id", "d1")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        assert_eq!(call(&sidecar, unsigned).await.0, 400);
+    }
+    assert_eq!(call(&sidecar, signed("{}", "d2")).await.0, 502, "verified");
+    assert_eq!(rejections(&sidecar, "signature_mismatch"), 1);
+    assert_eq!(rejections(&sidecar, "missing_header"), 2);
+    let total: u64 = Rejection::METRIC_LABELS
+        .iter()
+        .map(|reason| rejections(&sidecar, reason))
+        .sum();
+    assert_eq!(total, 3, "a verified delivery is no rejection");
 }
 
 #[tokio::test]

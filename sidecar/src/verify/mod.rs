@@ -31,6 +31,8 @@ use hmac::{Hmac, Mac as _};
 use http::{HeaderMap, HeaderName, StatusCode};
 use sha2::Sha256;
 
+use crate::rescue::Outcome;
+
 pub use delivery::Delivery;
 pub use hookguard_api::Scheme;
 
@@ -253,19 +255,37 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// The HTTP status for this rejection: 400 for a request that is not a well-formed
-    /// delivery, 401 for one that is well-formed but not authentic (or too old).
-    pub fn status(&self) -> StatusCode {
+    /// Every [`metric_label`](Self::metric_label), so each endpoint's rejection series can be
+    /// created once at config load and the label set stays bounded.
+    pub const METRIC_LABELS: [&'static str; 6] = [
+        "missing_header",
+        "malformed_header",
+        "signature_mismatch",
+        "timestamp_outside_tolerance",
+        "missing_delivery_id",
+        "invalid_delivery_id",
+    ];
+
+    /// What the sender is answered: [`Outcome::BadRequest`] for a request that is not a
+    /// well-formed delivery, [`Outcome::Unauthorized`] for one that is well-formed but not
+    /// authentic (or too old).
+    pub fn outcome(&self) -> Outcome {
         match self {
             Self::MissingHeader(_)
             | Self::MalformedHeader { .. }
             | Self::MissingDeliveryId
-            | Self::InvalidDeliveryId => StatusCode::BAD_REQUEST,
-            Self::SignatureMismatch | Self::TimestampOutsideTolerance => StatusCode::UNAUTHORIZED,
+            | Self::InvalidDeliveryId => Outcome::BadRequest,
+            Self::SignatureMismatch | Self::TimestampOutsideTolerance => Outcome::Unauthorized,
         }
     }
 
-    /// A fixed label for the rejection metric.
+    /// The HTTP status the sender gets: that of the [`outcome`](Self::outcome)'s answer, 400
+    /// or 401.
+    pub fn status(&self) -> StatusCode {
+        self.outcome().status()
+    }
+
+    /// A fixed label for the rejection metric, one of [`METRIC_LABELS`](Self::METRIC_LABELS).
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::MissingHeader(_) => "missing_header",

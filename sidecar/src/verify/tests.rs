@@ -465,3 +465,22 @@ fn status_and_metric_label(#[case] rejection: Rejection, #[case] status: u16, #[
     assert_eq!(rejection.status().as_u16(), status);
     assert_eq!(rejection.metric_label(), label);
 }
+
+#[test]
+fn metric_labels_lists_every_label_in_order() {
+    let one_of_each = [
+        Rejection::MissingHeader(HeaderName::from_static("x")),
+        Rejection::MalformedHeader {
+            header: HeaderName::from_static("x"),
+            problem: "p",
+        },
+        Rejection::SignatureMismatch,
+        Rejection::TimestampOutsideTolerance,
+        Rejection::MissingDeliveryId,
+        Rejection::InvalidDeliveryId,
+    ];
+    assert_eq!(
+        one_of_each.map(|rejection| rejection.metric_label()),
+        Rejection::METRIC_LABELS
+    );
+}
