@@ -57,11 +57,11 @@ fn generic() -> Sidecar {
 }
 
 fn signed(body: &'static str, id: &str) -> Request<Full<Bytes>> {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
     Request::post("/hook")
-        .header("x-signature", hex::encode(mac.finalize().into_bytes()))
+        .header(
+            "x-signature",
+            crate::sign::generic(SECRET.as_bytes(), body.as_bytes()),
+        )
         .header("x-delivery-id", id)
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .unwrap()
@@ -260,16 +260,21 @@ impl Body for Stalled {
 }
 
 fn slack_signed(body: &'static str) -> Request<Full<Bytes>> {
-    use hmac::{Hmac, Mac};
-    let ts = now_unix().to_string();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
-    Request::post("/slack")
-        .header("x-slack-request-timestamp", ts)
-        .header(
-            "x-slack-signature",
-            format!("v0={}", hex::encode(mac.finalize().into_bytes())),
-        )
+    let delivery = crate::sign::Delivery {
+        id: "",
+        timestamp: now_unix(),
+        event_type: "",
+        body: body.as_bytes(),
+    };
+    let mut request = Request::post("/slack");
+    for (name, value) in crate::sign::headers(
+        hookguard_api::config::Scheme::Slack,
+        SECRET.as_bytes(),
+        &delivery,
+    ) {
+        request = request.header(name, value);
+    }
+    request
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .unwrap()
 }
