@@ -270,8 +270,8 @@ pub fn injection_config(store: &str) -> InjectionConfig {
 }
 
 impl TestWebhook {
-    /// Starts the webhook for `ns`, registers it (without caBundle: the webhook writes it),
-    /// and waits until the API server injects a dry-run pod through it.
+    /// Starts the webhook for `ns` and registers it (without caBundle: the webhook writes it).
+    /// [`TestWebhook::start_reachable`] also waits until the API server calls it.
     pub async fn start(
         ns: &TestNamespace,
         options: TestWebhookOptions,
@@ -358,6 +358,18 @@ impl TestWebhook {
             task: Some(task),
             client,
         };
+        Ok(webhook)
+    }
+
+    /// [`TestWebhook::start`], then [`TestWebhook::wait_reachable`] for `endpoint`: the usual
+    /// start of an injection test.
+    pub async fn start_reachable(
+        ns: &TestNamespace,
+        options: TestWebhookOptions,
+        endpoint: &str,
+    ) -> anyhow::Result<TestWebhook> {
+        let webhook = TestWebhook::start(ns, options).await?;
+        webhook.wait_reachable(ns, endpoint).await?;
         Ok(webhook)
     }
 

@@ -186,7 +186,7 @@ async fn a_labelled_pod_gets_the_sidecar_and_other_pods_are_unchanged() {
             true,
         )
         .await?;
-        let webhook = TestWebhook::start(
+        let webhook = TestWebhook::start_reachable(
             &ns,
             TestWebhookOptions {
                 // Registered twice: the API server runs the second copy on the first one's
@@ -195,9 +195,9 @@ async fn a_labelled_pod_gets_the_sidecar_and_other_pods_are_unchanged() {
                 also_namespaces: vec!["kube-system".into()],
                 ..TestWebhookOptions::default()
             },
+            "pay",
         )
         .await?;
-        webhook.wait_reachable(&ns, "pay").await?;
         let pods: Api<Pod> = ns.api();
 
         // Selected by the endpoint's podSelector, no annotation.
@@ -274,8 +274,8 @@ async fn a_missing_or_unready_endpoint_is_denied_with_its_name() {
         ensure_crd(&ns.client).await?;
         create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
         create_endpoint(&ns, "slow", 8080, SECRET, None, false).await?;
-        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
-        webhook.wait_reachable(&ns, "pay").await?;
+        let webhook =
+            TestWebhook::start_reachable(&ns, TestWebhookOptions::default(), "pay").await?;
         let pods: Api<Pod> = ns.api();
 
         let unknown = refusal(
@@ -371,8 +371,7 @@ async fn an_endpoint_and_a_pod_created_back_to_back_inject_on_the_first_creation
     with_namespace("inj-b2b", |ns| async move {
         ensure_crd(&ns.client).await?;
         create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
-        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
-        webhook.wait_reachable(&ns, "pay").await?;
+        let webhook = TestWebhook::start_reachable(&ns, TestWebhookOptions::default(), "pay").await?;
         let pods: Api<Pod> = ns.api();
         let stale = || {
             hookguard_operator::admission::metrics::metrics()
@@ -412,8 +411,8 @@ async fn two_endpoints_on_one_path_are_denied_naming_both() {
         ensure_crd(&ns.client).await?;
         create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
         create_endpoint_at(&ns, "twin", "/pay", 8080, SECRET, None, true).await?;
-        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
-        webhook.wait_reachable(&ns, "pay").await?;
+        let webhook =
+            TestWebhook::start_reachable(&ns, TestWebhookOptions::default(), "pay").await?;
         let pods: Api<Pod> = ns.api();
         let shared_path = refusal(
             pods.create(
@@ -575,8 +574,7 @@ async fn a_deployments_pods_get_the_same_sidecar() {
     with_namespace("inj-deploy", |ns| async move {
         ensure_crd(&ns.client).await?;
         create_endpoint(&ns, "pay", 8080, SECRET, Some(json!({"matchLabels": {"app": "pay"}})), true).await?;
-        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
-        webhook.wait_reachable(&ns, "pay").await?;
+        let webhook = TestWebhook::start_reachable(&ns, TestWebhookOptions::default(), "pay").await?;
 
         let template = json!({
             "metadata": {"labels": {LABEL_INJECT: "true", "app": "pay"}},
@@ -788,16 +786,16 @@ async fn the_injected_sidecar_verifies_and_deduplicates_a_delivery() {
                 }))?,
             )
             .await?;
-        let webhook = TestWebhook::start(
+        let webhook = TestWebhook::start_reachable(
             &ns,
             TestWebhookOptions {
                 store: redis.url(),
                 store_password: Some(("redis".into(), "password".into())),
                 ..TestWebhookOptions::default()
             },
+            "pay",
         )
         .await?;
-        webhook.wait_reachable(&ns, "pay").await?;
         let created = ns
             .api::<Pod>()
             .create(
@@ -969,15 +967,15 @@ async fn the_serving_certificate_is_renewed_while_the_api_server_keeps_calling()
     with_namespace("inj-renew", |ns| async move {
         ensure_crd(&ns.client).await?;
         create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
-        let webhook = TestWebhook::start(
+        let webhook = TestWebhook::start_reachable(
             &ns,
             TestWebhookOptions {
                 cert_validity: Duration::from_secs(6),
                 ..TestWebhookOptions::default()
             },
+            "pay",
         )
         .await?;
-        webhook.wait_reachable(&ns, "pay").await?;
         let pods: Api<Pod> = ns.api();
         let probe = pod(None, &labelled(), &[(ANNOTATION_ENDPOINTS, "pay")])?;
         let mut seen = vec![webhook.serving_cert().await?];
@@ -1114,8 +1112,7 @@ async fn admission_latency() {
         })
         .await?;
 
-        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
-        webhook.wait_reachable(&ns, "pay").await?;
+        let webhook = TestWebhook::start_reachable(&ns, TestWebhookOptions::default(), "pay").await?;
         let pods: Api<Pod> = ns.api();
         let opted_in = pod(None, &labelled(), &[])?;
         let plain = pod(None, &[("app", "pay")], &[])?;
@@ -1341,8 +1338,8 @@ async fn another_webhook_after_ours_triggers_a_reinvocation_that_keeps_the_sidec
     with_namespace("inj-reinvoke", |ns| async move {
         ensure_crd(&ns.client).await?;
         create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
-        let webhook = TestWebhook::start(&ns, TestWebhookOptions::default()).await?;
-        webhook.wait_reachable(&ns, "pay").await?;
+        let webhook =
+            TestWebhook::start_reachable(&ns, TestWebhookOptions::default(), "pay").await?;
         let other = OtherWebhook::start().await?;
         let other_name = format!("zz-other-{}", ns.name);
         other.register(&ns.client, &other_name, &ns.name).await?;

@@ -115,6 +115,17 @@ fn assert_never_wrote_spec(endpoint: &WebhookEndpoint) {
     }
 }
 
+/// Creates endpoint `name` with `spec` and waits until the operator reports it Ready.
+async fn create_ready(
+    api: &Api<WebhookEndpoint>,
+    name: &str,
+    spec: &str,
+) -> anyhow::Result<WebhookEndpoint> {
+    api.create(&PostParams::default(), &endpoint(name, spec)?)
+        .await?;
+    wait_condition(api, name, "Ready", "True", READY_WITHIN).await
+}
+
 fn generic_spec(path: &str, port: u16, extra: &str) -> String {
     format!("{{scheme: Generic, path: {path}, upstream: {{port: {port}}}{extra}}}")
 }
@@ -272,12 +283,7 @@ async fn deleted_children_come_back_and_secret_ref_waits_for_its_secret() {
     with_namespace("op-repair", |ns| async move {
         let operator = InProcess::solo(&ns).await?;
         let api: Api<WebhookEndpoint> = ns.api();
-        api.create(
-            &PostParams::default(),
-            &endpoint("repair", &generic_spec("/r", 8080, ""))?,
-        )
-        .await?;
-        let ready = wait_condition(&api, "repair", "Ready", "True", READY_WITHIN).await?;
+        let ready = create_ready(&api, "repair", &generic_spec("/r", 8080, "")).await?;
         let id = ready.status.unwrap().endpoint_id.unwrap();
         let secrets: Api<Secret> = ns.api();
         let config_maps: Api<ConfigMap> = ns.api();
@@ -655,12 +661,7 @@ async fn a_second_endpoint_on_a_path_waits_until_the_path_is_free() {
     with_namespace("op-path", |ns| async move {
         let operator = InProcess::solo(&ns).await?;
         let api: Api<WebhookEndpoint> = ns.api();
-        api.create(
-            &PostParams::default(),
-            &endpoint("alpha", &generic_spec("/shared", 8080, ""))?,
-        )
-        .await?;
-        wait_condition(&api, "alpha", "Ready", "True", READY_WITHIN).await?;
+        create_ready(&api, "alpha", &generic_spec("/shared", 8080, "")).await?;
         api.create(
             &PostParams::default(),
             &endpoint("beta", &generic_spec("/shared", 8080, ""))?,
@@ -704,12 +705,7 @@ async fn deleting_the_endpoint_garbage_collects_its_children() {
     with_namespace("op-gc", |ns| async move {
         let operator = InProcess::solo(&ns).await?;
         let api: Api<WebhookEndpoint> = ns.api();
-        api.create(
-            &PostParams::default(),
-            &endpoint("gone", &generic_spec("/g", 8080, ""))?,
-        )
-        .await?;
-        wait_condition(&api, "gone", "Ready", "True", READY_WITHIN).await?;
+        create_ready(&api, "gone", &generic_spec("/g", 8080, "")).await?;
         let (secrets, config_maps): (Api<Secret>, Api<ConfigMap>) = (ns.api(), ns.api());
         api.delete("gone", &DeleteParams::background()).await?;
         eventually(
@@ -823,12 +819,7 @@ async fn two_operator_processes_only_the_leader_reconciles_and_the_standby_takes
         .await?;
 
         let api: Api<WebhookEndpoint> = ns.api();
-        api.create(
-            &PostParams::default(),
-            &endpoint("first", &generic_spec("/1", 8080, ""))?,
-        )
-        .await?;
-        wait_condition(&api, "first", "Ready", "True", READY_WITHIN).await?;
+        create_ready(&api, "first", &generic_spec("/1", 8080, "")).await?;
         // Counted after the reconcile returns, a moment after the status it wrote.
         eventually(
             "the leader counts its reconcile",
