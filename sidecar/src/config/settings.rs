@@ -141,7 +141,29 @@ pub struct SettingsError {
 impl TryFrom<Args> for Settings {
     type Error = SettingsError;
 
+    /// [`Settings::parse`], then the one file a flag names: the Redis CA.
     fn try_from(args: Args) -> Result<Self, Self::Error> {
+        let mut settings = Settings::parse(&args)?;
+        if let (StoreSettings::Redis(options), Some(path)) =
+            (&mut settings.store, &args.store_ca_file)
+        {
+            options.ca_pem = Some(std::fs::read(path).map_err(|e| SettingsError {
+                flag: "store-ca-file",
+                env: env::STORE_CA_FILE,
+                problem: format!(
+                    "cannot read {}: {e}; mount the Redis CA certificate there",
+                    path.display()
+                ),
+            })?);
+        }
+        Ok(settings)
+    }
+}
+
+impl Settings {
+    /// Parses and checks every flag; no IO (a `--store-ca-file` is read by
+    /// [`Settings::try_from`]).
+    pub fn parse(args: &Args) -> Result<Settings, SettingsError> {
         let addr = |flag, env, value: &str| {
             value.parse::<SocketAddr>().map_err(|_| SettingsError {
                 flag,
@@ -164,14 +186,14 @@ impl TryFrom<Args> for Settings {
             }
             Ok(parsed)
         };
-        let store = store_settings(&args)?;
+        let store = store_settings(args)?;
         Ok(Settings {
             listen: addr("listen", env::LISTEN, &args.listen)?,
             admin_listen: addr("admin-listen", env::ADMIN_LISTEN, &args.admin_listen)?,
-            config_dir: args.config_dir,
+            config_dir: args.config_dir.clone(),
             store,
             store_timeout: duration("store-timeout", env::STORE_TIMEOUT, &args.store_timeout)?,
-            upstream_host: args.upstream_host,
+            upstream_host: args.upstream_host.clone(),
             header_read_timeout: duration(
                 "header-read-timeout",
                 env::HEADER_READ_TIMEOUT,
@@ -188,7 +210,7 @@ impl TryFrom<Args> for Settings {
     }
 }
 
-/// The store settings from `--store` and its companions; reads the CA file, if any.
+/// The store settings from `--store` and its companions (the CA file is read later).
 fn store_settings(args: &Args) -> Result<StoreSettings, SettingsError> {
     let cluster = args.store_mode == StoreMode::Cluster;
     match validation::store(&args.store, cluster) {
@@ -222,18 +244,7 @@ fn store_settings(args: &Args) -> Result<StoreSettings, SettingsError> {
             }))
         }
         Ok(StoreKind::Redis) => {
-            let ca_pem = match &args.store_ca_file {
-                None => None,
-                Some(path) => Some(std::fs::read(path).map_err(|e| SettingsError {
-                    flag: "store-ca-file",
-                    env: env::STORE_CA_FILE,
-                    problem: format!(
-                        "cannot read {}: {e}; mount the Redis CA certificate there",
-                        path.display()
-                    ),
-                })?),
-            };
-            if ca_pem.is_some() && !args.store.starts_with("rediss://") {
+            if args.store_ca_file.is_some() && !args.store.starts_with("rediss://") {
                 return Err(SettingsError {
                     flag: "store-ca-file",
                     env: env::STORE_CA_FILE,
@@ -243,7 +254,7 @@ fn store_settings(args: &Args) -> Result<StoreSettings, SettingsError> {
             Ok(StoreSettings::Redis(RedisOptions {
                 url: args.store.clone(),
                 password: args.store_password.clone(),
-                ca_pem,
+                ca_pem: None,
                 cluster,
             }))
         }
