@@ -1,5 +1,6 @@
-//! The admin port: `/healthz` (the process serves), `/readyz` (config loaded, not draining,
-//! and the store answers — or every endpoint may forward without it), `/metrics`.
+//! The admin port: `/healthz` (the process serves; it is bound only after the config and keys
+//! are loaded, so it is also the startup probe), `/readyz` (not draining, and the store
+//! answers — or every endpoint may forward without it), `/metrics`.
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;

@@ -113,12 +113,15 @@ fn check_sidecar(pod: &Pod, endpoint: &str) -> anyhow::Result<()> {
         security.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
         Some("RuntimeDefault")
     );
-    for probe in [&sidecar.startup_probe, &sidecar.readiness_probe] {
+    for (probe, path) in [
+        (&sidecar.startup_probe, "/healthz"),
+        (&sidecar.readiness_probe, "/readyz"),
+    ] {
         let get = probe
             .as_ref()
             .and_then(|p| p.http_get.as_ref())
             .context("no probe")?;
-        assert_eq!(get.path.as_deref(), Some("/readyz"));
+        assert_eq!(get.path.as_deref(), Some(path));
     }
     let resources = sidecar.resources.as_ref().context("no resources")?;
     assert_eq!(
@@ -847,6 +850,61 @@ async fn the_injected_sidecar_verifies_and_deduplicates_a_delivery() {
         .get_connection()?;
         let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut authed)?;
         ensure!(!keys.is_empty(), "no dedup record in Redis");
+        running.shutdown();
+        running.wait().await;
+        webhook.unregister().await;
+        Ok(())
+    })
+    .await;
+}
+
+/// A Redis outage must not hold back the app: the injected sidecar's startup probe (which
+/// gates the app container) passes without the store, while its readiness probe (which
+/// gates traffic) fails until the store answers.
+#[tokio::test]
+async fn a_redis_outage_holds_back_traffic_but_not_the_app_container() {
+    with_namespace("inj-outage", |ns| async move {
+        ensure_crd(&ns.client).await?;
+        create_endpoint(&ns, "pay", 8080, SECRET, None, true).await?;
+        // Nothing listens there: the store is down for the whole test.
+        let down = format!("redis://127.0.0.1:{}/0", hookguard_tests::net::free_port()?);
+        let webhook = TestWebhook::start_reachable(
+            &ns,
+            TestWebhookOptions {
+                store: down,
+                ..TestWebhookOptions::default()
+            },
+            "pay",
+        )
+        .await?;
+        let created = ns
+            .api::<Pod>()
+            .create(
+                &PostParams::default(),
+                &pod(Some("web"), &labelled(), &[(ANNOTATION_ENDPOINTS, "pay")])?,
+            )
+            .await?;
+        let sidecar = sidecar_of(&created).context("no sidecar")?.clone();
+        // Waits for the startup probe, as the kubelet does before starting the app.
+        let (running, _root) = run_injected_sidecar(&ns, &created, &sidecar).await?;
+        let readiness = sidecar
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|get| get.path.clone())
+            .context("no readiness probe")?;
+        let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let response = client
+            .request(
+                hyper::Request::get(format!("http://{}{readiness}", running.admin_addr))
+                    .body(Full::new(Bytes::new()))?,
+            )
+            .await?;
+        assert_eq!(
+            response.status().as_u16(),
+            503,
+            "no traffic while the store is down"
+        );
         running.shutdown();
         running.wait().await;
         webhook.unregister().await;

@@ -516,7 +516,11 @@ pub fn build_sidecar(
                 ..ContainerPort::default()
             },
         ]),
-        startup_probe: Some(admin_probe("/readyz", 1, 30)),
+        // The app container starts once the sidecar has started: its config and keys are
+        // loaded before the admin port is bound, so /healthz answering says exactly that.
+        // Readiness also needs the store; gating start-up on it would hold every rollout of
+        // every injected app hostage to a Redis outage.
+        startup_probe: Some(admin_probe("/healthz", 1, 30)),
         readiness_probe: Some(admin_probe("/readyz", 5, 3)),
         liveness_probe: Some(admin_probe("/healthz", 10, 3)),
         resources: Some(resources),
