@@ -983,6 +983,47 @@ fn every_flag_is_checked_before_connecting() {
     }
 }
 
+/// Text logs written to a file carry no ANSI colour codes (colour only on a terminal).
+#[tokio::test]
+async fn text_logs_in_a_file_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let port = hookguard_tests::net::free_port().unwrap();
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("operator.log");
+    let metrics_port = hookguard_tests::net::free_port().unwrap();
+    let webhook_port = hookguard_tests::net::free_port().unwrap();
+    let mut child = Command::new(operator_binary().unwrap())
+        .args(["run", "--leader-election=false", "--log-format", "text"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--webhook-listen", &format!("127.0.0.1:{webhook_port}")])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOOKGUARD_LOG", "info")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let logged = eventually(
+        "the operator logs a line",
+        Duration::from_secs(20),
+        async || Ok(std::fs::read_to_string(&log)?.contains("INFO")),
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    logged.unwrap_or_else(|error| panic!("{error:#}: {text}"));
+    assert!(!text.contains('\u{1b}'), "colour codes in a file: {text:?}");
+}
+
 #[test]
 fn the_binary_refuses_a_config_that_cannot_work_and_prints_the_crd() {
     let binary = operator_binary().unwrap();
