@@ -556,9 +556,9 @@ fn digest(container: &Container, volumes: &[Volume]) -> String {
     // input would only make the annotation less informative.
     hasher.update(serde_json::to_vec(container).unwrap_or_default());
     hasher.update(serde_json::to_vec(volumes).unwrap_or_default());
-    let digest = hasher.finalize();
+    // The whole digest, so the label is true: `sha256:` and 64 hex digits.
     let mut text = String::from("sha256:");
-    for byte in &digest[..16] {
+    for byte in hasher.finalize() {
         let _ = write!(text, "{byte:02x}");
     }
     text

@@ -133,7 +133,12 @@ fn injects_a_native_sidecar_first_with_volumes_and_a_locked_down_context() {
         (password.name.as_str(), password.key.as_str()),
         ("redis", "password")
     );
-    assert!(out.metadata.annotations.as_ref().unwrap()[ANNOTATION_INJECTED].starts_with("sha256:"));
+    let injected = &out.metadata.annotations.as_ref().unwrap()[ANNOTATION_INJECTED];
+    let hex = injected.strip_prefix("sha256:").unwrap();
+    assert!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a whole SHA-256 in hex: {injected}"
+    );
     assert!(
         env.iter().all(|e| e.name != "HOOKGUARD_STORE_MODE"),
         "standalone is the sidecar's default"
