@@ -324,6 +324,28 @@ async fn deleted_children_come_back_and_secret_ref_waits_for_its_secret() {
                 "k1 restored by a reconcile in flight"
             }
         );
+        if fresh {
+            // The lost key is reported, naming it and its replacement.
+            let events: Api<Event> = ns.api();
+            eventually("a Warning names the lost key", BY_A_WATCH, || {
+                let events = events.clone();
+                async move {
+                    Ok(events
+                        .list(&ListParams::default())
+                        .await?
+                        .items
+                        .iter()
+                        .any(|event| {
+                            event.reason.as_deref() == Some("SigningKeysLost")
+                                && event.type_.as_deref() == Some("Warning")
+                                && event.note.as_deref().is_some_and(|note| {
+                                    note.contains("key(s) k1") && note.contains("new key k2")
+                                })
+                        }))
+                }
+            })
+            .await?;
+        }
 
         // A deleted ConfigMap comes back with the same endpoint ID; an edited one is repaired.
         config_maps

@@ -185,6 +185,17 @@ fn keys(
                     ),
                 )));
             }
+            // The status remembers the key IDs, never the material: when the Secret is gone,
+            // the keys it held are gone with it, and senders still signing with them fail.
+            let lost: Vec<String> = match &fetched.generated {
+                Some(_) => Vec::new(),
+                None => previous
+                    .into_iter()
+                    .flat_map(|status| &status.keys)
+                    .filter(|key| key.expires_at.as_ref().is_none_or(|at| at.0 > now))
+                    .map(|key| key.id.clone())
+                    .collect(),
+            };
             let input = plan_input(
                 validated,
                 previous,
@@ -196,6 +207,7 @@ fn keys(
             let secret = build_secret(validated, &plan.ring).map_err(Error::Build)?;
             let secret_name = secret.metadata.name.clone().unwrap_or_default();
             let ids: Vec<&str> = plan.ring.keys.iter().map(|k| k.meta.id.as_str()).collect();
+            let notes = key_notes(&plan.changes, &secret_name, &lost);
             Ok(Keys {
                 check: Check::ok(
                     "Generated",
@@ -204,7 +216,7 @@ fn keys(
                 secret: Some(secret),
                 secret_name: Some(secret_name),
                 next_change: plan.next_change,
-                notes: key_notes(&plan.changes),
+                notes,
                 ring: Some(plan.ring),
             })
         }
@@ -323,18 +335,40 @@ fn plan_input<'a>(
     }
 }
 
-/// The Normal Events of a key plan's changes.
-fn key_notes(changes: &rotation::Changes) -> Vec<Note> {
+/// The Events of a key plan's changes; `lost` are the keys of a Secret `secret` that
+/// disappeared (a Warning: senders using them now fail).
+fn key_notes(changes: &rotation::Changes, secret: &str, lost: &[String]) -> Vec<Note> {
     let normal = |reason, message| Note {
         type_: EventType::Normal,
         reason,
         message,
     };
     let mut notes = Vec::new();
+    if !lost.is_empty() {
+        let new_key = changes
+            .generated
+            .as_ref()
+            .map(|id| format!(" {id}"))
+            .unwrap_or_default();
+        notes.push(Note {
+            type_: EventType::Warning,
+            reason: "SigningKeysLost",
+            message: format!(
+                "Secret {secret} was deleted with signing key(s) {}: their material is gone, so \
+                 deliveries signed with them now get 401; give the senders the new key{new_key}",
+                lost.join(", "),
+            ),
+        });
+    }
     if let Some(id) = &changes.generated {
+        let why = if lost.is_empty() {
+            ""
+        } else {
+            ", replacing the lost Secret"
+        };
         notes.push(normal(
             "KeyGenerated",
-            format!("generated signing key {id}"),
+            format!("generated signing key {id}{why}"),
         ));
     }
     if let Some(id) = &changes.rotated_to {
@@ -409,6 +443,45 @@ mod tests {
         );
         let reasons: Vec<_> = decision.notes.iter().map(|note| note.reason).collect();
         assert_eq!(reasons, ["KeyGenerated"]);
+    }
+
+    #[test]
+    fn a_deleted_secret_is_reported_with_the_keys_it_took() {
+        let previous: WebhookEndpointStatus = serde_json::from_value(serde_json::json!({
+            "endpointId": "abc",
+            "keys": [
+                {"id": "k2", "createdAt": "2027-01-01T00:00:00Z"},
+                {"id": "k1", "createdAt": "2026-12-01T00:00:00Z", "expiresAt": "2027-02-01T00:00:00Z"},
+            ],
+        }))
+        .unwrap();
+        let decision = decide_for(GENERATED, &Fetched::default(), Some(&previous));
+        let ring: Vec<&str> = decision.status.keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(
+            ring,
+            ["k3"],
+            "a new ID: an old one never names new material"
+        );
+        let lost = decision
+            .notes
+            .iter()
+            .find(|note| note.reason == "SigningKeysLost")
+            .expect("a Warning about the lost keys");
+        assert_eq!(lost.type_, EventType::Warning);
+        assert!(
+            lost.message.contains("k2, k1") && lost.message.contains("new key k3"),
+            "{}",
+            lost.message
+        );
+        let generated = decision
+            .notes
+            .iter()
+            .find(|note| note.reason == "KeyGenerated")
+            .unwrap();
+        assert_eq!(
+            generated.message,
+            "generated signing key k3, replacing the lost Secret"
+        );
     }
 
     #[test]
