@@ -164,6 +164,21 @@ async fn the_api_server_and_the_operator_agree_on_every_case() {
             }
         }
         anyhow::ensure!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+
+        // The CRD's wide columns are accepted and show.
+        api.create(&PostParams::default(), &case_endpoint(0, ""))
+            .await?;
+        let wide = ns
+            .plane
+            .run_kubectl(&["get", "whe", "-n", &ns.name, "-o", "wide"])?;
+        let table = String::from_utf8_lossy(&wide.stdout);
+        anyhow::ensure!(wide.status.success(), "{wide:?}");
+        for column in [
+            "SCHEME", "PATH", "READY", "REASON", "SECRET", "KEYS", "UPSTREAM",
+        ] {
+            anyhow::ensure!(table.contains(column), "no {column} in:\n{table}");
+        }
+        anyhow::ensure!(table.contains("8080"), "the upstream port shows:\n{table}");
         Ok(())
     })
     .await;

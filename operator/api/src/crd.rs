@@ -89,10 +89,14 @@ fn body_size_rule() -> String {
     printcolumn = r#"{"name":"Scheme","type":"string","jsonPath":".spec.scheme"}"#,
     printcolumn = r#"{"name":"Path","type":"string","jsonPath":".spec.path"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Secret","type":"string","priority":1,"jsonPath":".status.secretName"}"#,
+    printcolumn = r#"{"name":"Keys","type":"string","priority":1,"jsonPath":".status.keys[*].id"}"#,
+    printcolumn = r#"{"name":"Upstream","type":"integer","priority":1,"jsonPath":".spec.upstream.port"}"#
 )]
 #[x_kube(validation = Rule::new("!has(self.generic) || self.scheme == 'Generic'").message("spec.generic applies only to scheme Generic: remove it or set scheme: Generic"))]
-#[x_kube(validation = Rule::new("self.scheme != 'Generic' || size(self.eventTypes) == 0 || (has(self.generic) && has(self.generic.eventTypeHeader))").message("the Generic scheme needs spec.generic.eventTypeHeader to filter by spec.eventTypes"))]
+#[x_kube(validation = Rule::new("self.scheme != 'Generic' || !has(self.eventTypes) || size(self.eventTypes) == 0 || (has(self.generic) && has(self.generic.eventTypeHeader))").message("the Generic scheme needs spec.generic.eventTypeHeader to filter by spec.eventTypes"))]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookEndpointSpec {
     /// How the sender signs deliveries: Generic (hex HMAC-SHA256 of the body in one header),
@@ -140,7 +144,7 @@ pub struct WebhookEndpointSpec {
 
     /// Event types to forward; deliveries of other types are answered 200 and not
     /// forwarded. Empty: all types.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     #[x_kube(validation = Rule::new(event_types_rule()).message(event_types_message()))]
     pub event_types: Vec<String>,
@@ -223,7 +227,7 @@ pub struct SecretKeyRef {
     /// The Secret's name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// The key in the Secret holding the signing secret.
+    /// The key in the Secret holding the signing secret. Default: secret.
     #[serde(default = "default_secret_key")]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,

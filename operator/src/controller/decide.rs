@@ -121,6 +121,17 @@ pub fn decide(facts: &Facts<'_>, random: Random<'_>) -> Result<Decision, Error> 
             });
         }
     }
+    let became_ready = !was_ready(previous) && keys.check.ok && config_check.ok;
+    if became_ready {
+        notes.push(Note {
+            type_: EventType::Normal,
+            reason: "Ready",
+            message: format!(
+                "{}; {}: pods serving this endpoint verify deliveries to {}",
+                keys.check.message, config_check.message, validated.config.path
+            ),
+        });
+    }
     let refusal = if !keys.check.ok {
         Some(Error::SecretRef(keys.check.message.clone()))
     } else if !config_check.ok {
@@ -133,7 +144,7 @@ pub fn decide(facts: &Facts<'_>, random: Random<'_>) -> Result<Decision, Error> 
         config_map,
         status,
         notes,
-        became_ready: !was_ready(previous) && refusal.is_none(),
+        became_ready,
         next_change: keys.next_change,
         refusal,
     })
@@ -442,7 +453,14 @@ mod tests {
             Some("pay-sidecar")
         );
         let reasons: Vec<_> = decision.notes.iter().map(|note| note.reason).collect();
-        assert_eq!(reasons, ["KeyGenerated"]);
+        assert_eq!(reasons, ["KeyGenerated", "Ready"]);
+        let ready = &decision.notes[1];
+        assert_eq!(ready.type_, EventType::Normal);
+        assert!(
+            ready.message.contains("deliveries to /h"),
+            "{}",
+            ready.message
+        );
     }
 
     #[test]
