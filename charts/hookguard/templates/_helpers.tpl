@@ -133,6 +133,19 @@ Deployment, so every render runs it.
 {{- if not (or $redis.url $redis.bundled.enabled) }}
 {{- fail "redis: the sidecars need a shared dedup store: set redis.url to an existing Redis (redis://host:6379/0) or redis.bundled.enabled=true to try Hookguard out" }}
 {{- end }}
+{{- if $redis.url }}
+{{- range $url := splitList "," $redis.url }}
+{{- if not (regexMatch "^rediss?://[^/,\\s]+(/[0-9]+)?$" $url) }}
+{{- fail (printf "redis.url %q is not a Redis URL: write redis://host:6379/0 (or rediss:// for TLS; several, comma-separated, with redis.mode=cluster)" $url) }}
+{{- end }}
+{{- if contains "@" $url }}
+{{- fail "redis.url must not hold a password (it would sit in every pod spec): put it in a Secret in each namespace with injected pods and set redis.passwordSecret.name (and .key)" }}
+{{- end }}
+{{- end }}
+{{- if and (contains "," $redis.url) (ne $redis.mode "cluster") }}
+{{- fail "redis.url lists several URLs: that is a Redis Cluster's seed nodes, so set redis.mode=cluster, or give one URL" }}
+{{- end }}
+{{- end }}
 {{- if and $redis.url $redis.tls (not (hasPrefix "rediss://" $redis.url)) }}
 {{- fail "redis.tls is true but redis.url does not start with rediss://" }}
 {{- end }}
