@@ -2,8 +2,8 @@
 #
 # The two Hookguard images, from one multi-stage build:
 #
-#   docker build --target operator -t hookguard-operator:0.1.0 .
-#   docker build --target sidecar  -t hookguard-sidecar:0.1.0  .
+#   docker build --target operator -t ghcr.io/hookguard/hookguard-operator:0.1.0 .
+#   docker build --target sidecar  -t ghcr.io/hookguard/hookguard-sidecar:0.1.0  .
 #
 # Multi-arch, pushed (BuildKit):
 #
@@ -12,9 +12,10 @@
 #   docker buildx build --platform linux/amd64,linux/arm64 --target sidecar \
 #     -t ghcr.io/hookguard/hookguard-sidecar:0.1.0 --push .
 #
-# Then point the chart at them: --set operator.image.repository=ghcr.io/hookguard/hookguard-operator
-# --set sidecar.image.repository=ghcr.io/hookguard/hookguard-sidecar (the tag defaults to the
-# chart's appVersion).
+# Those are the chart's (and the operator's --sidecar-image) defaults; pushing elsewhere, set
+# --set operator.image.repository=<registry>/hookguard-operator and
+# --set sidecar.image.repository=<registry>/hookguard-sidecar (the tag defaults to the chart's
+# appVersion).
 #
 # NOTE: this file has not been built in the development environment, which has no container
 # engine; the binaries it builds are the ones `cargo build --release` builds and the tests run.

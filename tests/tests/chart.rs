@@ -555,7 +555,7 @@ async fn service_account_may_do_what_the_operator_needs_and_nothing_more() {
         eventually_blocking("RBAC lets the operator watch endpoints", Duration::from_secs(20), || {
             can_i(plane, &user, "", "watch", "webhookendpoints.hookguard.dev", &["--all-namespaces"])
         })?;
-        let lease = format!("leases.coordination.k8s.io/{fullname}");
+        let lease = format!("leases.coordination.k8s.io/{fullname}-operator");
         let cert = format!("secrets/{fullname}-webhook-cert");
         let config = format!("mutatingwebhookconfigurations.admissionregistration.k8s.io/{fullname}");
         let allowed: Vec<Question<'_>> = vec![
@@ -710,7 +710,7 @@ async fn namespaced_mode_grants_rights_only_in_the_watched_namespaces() {
                 )
             },
         )?;
-        let lease = format!("leases.coordination.k8s.io/{fullname}");
+        let lease = format!("leases.coordination.k8s.io/{fullname}-operator");
         let home = ns.name.as_str();
         let mut allowed: Vec<Question<'_>> = vec![
             (home, "create", "leases.coordination.k8s.io".into(), vec![]),
@@ -923,6 +923,82 @@ async fn chart_rbac_is_exactly_what_rbac_md_and_admission_md_list() {
             !chart.iter().any(|(group, resource, verb)| group == "*" || resource == "*" || verb == "*"),
             "no wildcard"
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// The flags of both halves of `hookguard-operator run`, to read their defaults.
+#[derive(Debug, clap::Parser)]
+struct OperatorCli {
+    #[command(flatten)]
+    run: hookguard_operator::RunArgs,
+    #[command(flatten)]
+    admission: hookguard_operator::admission::AdmissionArgs,
+}
+
+/// One source of truth for defaults: installed as release `hookguard` with its default
+/// values, the chart passes the operator what the operator would choose itself, except where
+/// a cluster install must differ, each for a stated reason.
+#[tokio::test]
+async fn the_chart_passes_the_operators_own_defaults() {
+    use clap::CommandFactory as _;
+    // flag → why the chart passes something else.
+    let differs: &[(&str, &str)] = &[
+        (
+            "sidecar-store",
+            "the chart's default is its bundled Redis: replicas of an app share dedup records",
+        ),
+        (
+            "lease-namespace",
+            "the pod's own namespace, from the downward API",
+        ),
+        (
+            "webhook-namespace",
+            "the pod's own namespace, from the downward API",
+        ),
+        ("identity", "the pod's name, from the downward API"),
+        (
+            "log-format",
+            "JSON for the cluster's log collector; text is for a person at a terminal",
+        ),
+    ];
+    with_namespace("chart-defaults", |ns| async move {
+        let deployment: serde_yaml::Value = serde_yaml::from_str(&template(
+            ns.plane,
+            "hookguard",
+            &ns.name,
+            &["--show-only", "templates/deployment.yaml"],
+        )?)?;
+        let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_sequence()
+            .context("the operator container's args")?;
+        let command = OperatorCli::command();
+        let mut compared = 0;
+        for arg in args.iter().filter_map(serde_yaml::Value::as_str) {
+            let Some((flag, value)) = arg.strip_prefix("--").and_then(|a| a.split_once('=')) else {
+                continue;
+            };
+            let Some(default) = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag))
+                .with_context(|| format!("the chart passes --{flag}, which the operator lacks"))?
+                .get_default_values()
+                .first()
+                .map(|v| v.to_string_lossy().into_owned())
+            else {
+                continue;
+            };
+            if differs.iter().any(|(name, _)| *name == flag) {
+                continue;
+            }
+            ensure!(
+                value == default,
+                "--{flag}: the chart passes {value:?}, the operator defaults to {default:?}"
+            );
+            compared += 1;
+        }
+        ensure!(compared >= 10, "only {compared} flags compared: {args:?}");
         Ok(())
     })
     .await;

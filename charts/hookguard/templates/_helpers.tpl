@@ -71,6 +71,11 @@ app.kubernetes.io/component: redis
 {{- printf "%s:%s" .Values.sidecar.image.repository (default .Chart.AppVersion .Values.sidecar.image.tag) }}
 {{- end }}
 
+{{/* The leader-election Lease: `<fullname>-operator`, the operator's default for release `hookguard`. */}}
+{{- define "hookguard.leaseName" -}}
+{{- printf "%s-operator" (include "hookguard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* The webhook Service's name (also the serving certificate's DNS name). */}}
 {{- define "hookguard.webhookServiceName" -}}
 {{- printf "%s-webhook" (include "hookguard.fullname" .) | trunc 63 | trimSuffix "-" }}

@@ -7,7 +7,7 @@ The operator's command line, environment and volumes. The flag names are the ope
 - run
 - --leader-election=true
 - --lease-namespace=$(POD_NAMESPACE)
-- --lease-name={{ include "hookguard.fullname" . }}
+- --lease-name={{ include "hookguard.leaseName" . }}
 - --identity=$(POD_NAME)
 - --metrics-listen=0.0.0.0:8080
 - --log-format={{ .Values.operator.logFormat }}
