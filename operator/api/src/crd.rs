@@ -23,8 +23,8 @@ const DURATION_PATTERN: &str = "^([0-9]+(ns|us|ms|s|m|h))+$";
 /// Matches an integer byte size with an optional unit such as `65536`, `64Ki` or `1Mi`.
 const SIZE_PATTERN: &str = "^[0-9]+(Ki|Mi|Gi|k|M|G)?$";
 
-// The rules below state `validation.rs` for the API server; `tests/tests/validity.rs` sends
-// every case of that module's table to a real API server and fails where the two disagree.
+// The rules below state `validation.rs` for the API server; `tests/tests/validity.rs` sends a
+// table of valid and invalid specs to a real API server and fails where the two disagree.
 
 /// CEL: a URL path of RFC 3986 path characters only (anything else percent-encoded).
 const PATH_CHARS_RULE: &str = r#"self.matches(r"^[A-Za-z0-9._~!$&'()*+,;=:@/%-]*$")"#;
