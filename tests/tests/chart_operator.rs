@@ -62,12 +62,14 @@ async fn operator_with_the_chart_service_account_reconciles_and_serves_injection
             &chart_args(&ns, RELEASE).await?,
         )?;
         create_ready_endpoint(plane, &app, &operator)?;
+        // The chart names the Lease <fullname>-operator.
+        let lease_name = format!("{RELEASE}-operator");
         let lease = kubectl(
             plane,
             &[
                 "get",
                 "lease",
-                RELEASE,
+                &lease_name,
                 "-n",
                 &ns.name,
                 "-o",
