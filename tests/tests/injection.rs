@@ -701,6 +701,27 @@ async fn sidecar_argv(
     Ok(argv)
 }
 
+/// Waits, as the kubelet does, until `probe` (an HTTP GET on the admin port) answers 200.
+async fn wait_probe_passes(
+    probe: Option<&k8s_openapi::api::core::v1::Probe>,
+    admin: std::net::SocketAddr,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let path = probe
+        .and_then(|p| p.http_get.as_ref())
+        .and_then(|get| get.path.clone())
+        .context("no HTTP probe")?;
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let url = format!("http://{admin}{path}");
+    eventually(&format!("{path} passes"), within, async || {
+        let response = client
+            .request(hyper::Request::get(&url).body(Full::new(Bytes::new()))?)
+            .await?;
+        Ok(response.status().as_u16() == 200)
+    })
+    .await
+}
+
 /// Runs the injected `sidecar` of `created` as the kubelet would: its mounts laid out from the
 /// real Secret and ConfigMap, its environment as flags; waits until its startup probe passes
 /// and checks its liveness probe. Returns it with the folder holding its files.
@@ -727,42 +748,20 @@ async fn run_injected_sidecar(
     let endpoints = hookguard_sidecar::load_endpoints(&settings.config_dir)?;
     let running = hookguard_sidecar::start(settings, &endpoints).await?;
 
-    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let get = |path: String| {
-        let client = client.clone();
-        async move {
-            let response = client
-                .request(hyper::Request::get(path).body(Full::new(Bytes::new()))?)
-                .await?;
-            Ok::<_, anyhow::Error>(response.status().as_u16())
-        }
-    };
     // The kubelet's probes, on the paths the container declares.
-    let startup = sidecar
-        .startup_probe
-        .as_ref()
-        .and_then(|p| p.http_get.as_ref())
-        .context("probe")?;
     let admin = running.admin_addr;
-    let ready_path = format!("http://{admin}{}", startup.path.as_deref().unwrap_or("/"));
-    eventually("the startup probe passes", Duration::from_secs(10), || {
-        let probe = get(ready_path.clone());
-        async move { Ok(probe.await? == 200) }
-    })
+    wait_probe_passes(
+        sidecar.startup_probe.as_ref(),
+        admin,
+        Duration::from_secs(10),
+    )
     .await?;
-    let live = sidecar
-        .liveness_probe
-        .as_ref()
-        .and_then(|p| p.http_get.as_ref())
-        .context("probe")?;
-    assert_eq!(
-        get(format!(
-            "http://{admin}{}",
-            live.path.as_deref().unwrap_or("/")
-        ))
-        .await?,
-        200
-    );
+    wait_probe_passes(
+        sidecar.liveness_probe.as_ref(),
+        admin,
+        Duration::from_secs(10),
+    )
+    .await?;
 
     Ok((running, root))
 }
@@ -811,6 +810,13 @@ async fn the_injected_sidecar_verifies_and_deduplicates_a_delivery() {
         assert!(sidecar.command.is_none() && sidecar.args.is_none());
 
         let (running, _root) = run_injected_sidecar(&ns, &created, &sidecar).await?;
+        // The kubelet sends traffic once the readiness probe passes (the store answers).
+        wait_probe_passes(
+            sidecar.readiness_probe.as_ref(),
+            running.admin_addr,
+            Duration::from_secs(30),
+        )
+        .await?;
         let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let body = r#"{"id":"evt_1","type":"invoice.paid"}"#;
         let deliver = |signature: String| {
