@@ -285,23 +285,18 @@ fn endpoints_referencing(
     let (Some(name), Some(namespace)) = (&secret.metadata.name, &secret.metadata.namespace) else {
         return Vec::new();
     };
-    store
-        .state()
-        .iter()
-        .filter_map(|guard| guard.0.as_ref().ok())
-        .filter(|endpoint| endpoint.metadata.namespace.as_ref() == Some(namespace))
-        .filter(|endpoint| match &endpoint.spec.secret.secret_ref {
+    let cached = store.state();
+    let referencing = in_namespace(&cached, namespace).filter(|endpoint| {
+        match &endpoint.spec.secret.secret_ref {
             Some(reference) => &reference.name == name,
             None => endpoint
                 .metadata
                 .name
                 .as_deref()
                 .is_some_and(|endpoint| &signing_secret_name(endpoint) == name),
-        })
-        .filter_map(|endpoint| {
-            Some(ObjectRef::new(endpoint.metadata.name.as_deref()?).within(namespace))
-        })
-        .collect()
+        }
+    });
+    references(referencing, namespace)
 }
 
 /// The other endpoints of `changed`'s namespace that declare its path, or wait for a path
@@ -318,14 +313,34 @@ fn endpoints_sharing_a_path(
     else {
         return Vec::new();
     };
-    store
-        .state()
+    let cached = store.state();
+    let sharing = in_namespace(&cached, namespace)
+        .filter(|other| other.metadata.name.as_ref() != Some(name))
+        .filter(|other| other.spec.path == changed.spec.path || waits_for_a_path(other));
+    references(sharing, namespace)
+}
+
+/// The endpoints of `namespace` among `cached` (the controller's store), leaving out any that
+/// do not deserialize.
+fn in_namespace<'a>(
+    cached: &'a [Arc<DeserializeGuard<WebhookEndpoint>>],
+    namespace: &'a str,
+) -> impl Iterator<Item = &'a WebhookEndpoint> {
+    cached
         .iter()
         .filter_map(|guard| guard.0.as_ref().ok())
-        .filter(|other| other.metadata.namespace.as_ref() == Some(namespace))
-        .filter(|other| other.metadata.name.as_ref() != Some(name))
-        .filter(|other| other.spec.path == changed.spec.path || waits_for_a_path(other))
-        .filter_map(|other| Some(ObjectRef::new(other.metadata.name.as_deref()?).within(namespace)))
+        .filter(move |endpoint| endpoint.metadata.namespace.as_deref() == Some(namespace))
+}
+
+/// What the controller queues for `endpoints` of `namespace`.
+fn references<'a>(
+    endpoints: impl Iterator<Item = &'a WebhookEndpoint>,
+    namespace: &str,
+) -> Vec<ObjectRef<DeserializeGuard<WebhookEndpoint>>> {
+    endpoints
+        .filter_map(|endpoint| {
+            Some(ObjectRef::new(endpoint.metadata.name.as_deref()?).within(namespace))
+        })
         .collect()
 }
 
@@ -431,11 +446,7 @@ async fn reconcile_endpoint(cached: &WebhookEndpoint, scope: &Scope) -> Result<A
     // The cache answers when nobody else declares the path (nearly always); otherwise the
     // API server does, so a holder just deleted or moved frees it at once.
     let cached = scope.endpoints.state();
-    let in_namespace = cached
-        .iter()
-        .filter_map(|guard| guard.0.as_ref().ok())
-        .filter(|other| other.metadata.namespace == endpoint.metadata.namespace);
-    if conflict::path_holder(endpoint, in_namespace).is_some() {
+    if conflict::path_holder(endpoint, in_namespace(&cached, &namespace)).is_some() {
         let fresh = fetch::namespace_endpoints(client, &namespace).await?;
         if let Some(holder) = conflict::path_holder(endpoint, &fresh) {
             let message = conflict::message(endpoint, holder);
