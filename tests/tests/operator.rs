@@ -919,14 +919,10 @@ async fn two_operator_processes_only_the_leader_reconciles_and_the_standby_takes
     .await;
 }
 
-/// Every flag is checked before the operator connects to anything: with an API server that
-/// refuses connections, a bad flag still gets exit 64 and one line naming the flag, its
-/// environment variable and the fix (a connection attempt would exit 1 with its error).
-#[test]
-fn every_flag_is_checked_before_connecting() {
-    let binary = operator_binary().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
+/// A kubeconfig in `dir` naming an API server on a free local port, where nothing listens:
+/// every connection is refused.
+fn refusing_kubeconfig(dir: &Path) -> std::path::PathBuf {
+    let kubeconfig = dir.join("kubeconfig");
     let port = hookguard_tests::net::free_port().unwrap();
     std::fs::write(
         &kubeconfig,
@@ -936,6 +932,17 @@ fn every_flag_is_checked_before_connecting() {
         ),
     )
     .unwrap();
+    kubeconfig
+}
+
+/// Every flag is checked before the operator connects to anything: with an API server that
+/// refuses connections, a bad flag still gets exit 64 and one line naming the flag, its
+/// environment variable and the fix (a connection attempt would exit 1 with its error).
+#[test]
+fn every_flag_is_checked_before_connecting() {
+    let binary = operator_binary().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = refusing_kubeconfig(dir.path());
     let cases: &[(&[&str], &str, &str)] = &[
         (
             &["--sidecar-store", "foo"],
@@ -1009,16 +1016,7 @@ fn every_flag_is_checked_before_connecting() {
 #[tokio::test]
 async fn text_logs_in_a_file_have_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let port = hookguard_tests::net::free_port().unwrap();
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n\
-             users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = refusing_kubeconfig(dir.path());
     let log = dir.path().join("operator.log");
     let metrics_port = hookguard_tests::net::free_port().unwrap();
     let webhook_port = hookguard_tests::net::free_port().unwrap();
