@@ -814,6 +814,99 @@ impl Drop for Process {
     }
 }
 
+/// The README's "Developing the operator": `hookguard-operator run` on a workstation with
+/// `--webhook-url`, and the API server calls its webhook there. The operator writes the
+/// configuration itself, its certificate names the URL's host, and pods created through the
+/// API server get the sidecar.
+#[tokio::test]
+async fn an_operator_outside_the_cluster_injects_through_its_webhook_url() {
+    with_namespace("op-dev", |ns| async move {
+        use hookguard_tests::injection::{dry_run, pod, sidecar_of};
+        use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+        use k8s_openapi::api::core::v1::Pod;
+
+        install_crd(&ns.client).await?;
+        tokio::task::spawn_blocking(operator_binary).await??;
+        // The operator's own namespace (its certificate Secret; never injected).
+        let (home, _) = ns.plane.create_namespace("op-dev-home").await?;
+        let configuration = format!("hookguard-dev-{}", ns.name);
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("operator.log");
+        let webhook_port = hookguard_tests::net::free_port()?;
+        let metrics_port = hookguard_tests::net::free_port()?;
+        let url = format!("https://127.0.0.1:{webhook_port}");
+        let mut operator = Process {
+            child: Command::new(operator_binary()?)
+                .args(["run", "--leader-election=false", "--namespace", &ns.name])
+                .args(["--webhook-namespace", &home])
+                .args(["--webhook-listen", &format!("127.0.0.1:{webhook_port}")])
+                .args(["--webhook-url", &url])
+                .args(["--webhook-config-name", &configuration])
+                .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+                .env("KUBECONFIG", ns.plane.kubeconfig())
+                .env("HOOKGUARD_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log)?)
+                .spawn()
+                .context("starting hookguard-operator")?,
+            metrics: format!("http://127.0.0.1:{metrics_port}"),
+            log: log.clone(),
+        };
+        let outcome: anyhow::Result<()> = async {
+            let endpoints: Api<WebhookEndpoint> = ns.api();
+            create_ready(&endpoints, "hooks", &generic_spec("/hooks", 8080, "")).await?;
+            let pods: Api<Pod> = ns.api();
+            let opted_in = pod(
+                None,
+                &[(hookguard_api::names::LABEL_INJECT, "true")],
+                &[(hookguard_api::names::ANNOTATION_ENDPOINTS, "hooks")],
+            )?;
+            // Until the configuration carries the CA bundle and the webhook serves, the API
+            // server fails open and admits the pod without the sidecar.
+            let injected = eventually(
+                "a pod created through the API server gets the sidecar",
+                Duration::from_secs(60),
+                async || Ok(sidecar_of(&dry_run(&pods, &opted_in).await?).is_some()),
+            )
+            .await;
+            injected?;
+
+            let written = Api::<MutatingWebhookConfiguration>::all(ns.client.clone())
+                .get(&configuration)
+                .await?;
+            let webhook = &written.webhooks.context("no webhooks")?[0];
+            ensure!(
+                webhook.client_config.url.as_deref() == Some(&format!("{url}/mutate")[..]),
+                "the configuration calls {:?}",
+                webhook.client_config.url
+            );
+            ensure!(webhook.client_config.ca_bundle.is_some(), "no CA bundle");
+            let selector = serde_json::to_value(&webhook.namespace_selector)?;
+            ensure!(
+                selector["matchExpressions"][0]["values"] == json!([ns.name]),
+                "only the operator's --namespace is injected: {selector}"
+            );
+            Ok(())
+        }
+        .await;
+        let _ = operator.child.kill();
+        let _ = operator.child.wait();
+        let _ = Api::<MutatingWebhookConfiguration>::all(ns.client.clone())
+            .delete(&configuration, &DeleteParams::default())
+            .await;
+        let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(ns.client.clone())
+            .delete(&home, &DeleteParams::default())
+            .await;
+        outcome.with_context(|| {
+            format!(
+                "operator log:\n{}",
+                std::fs::read_to_string(&operator.log).unwrap_or_default()
+            )
+        })
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn two_operator_processes_only_the_leader_reconciles_and_the_standby_takes_over() {
     with_namespace("op-leader", |ns| async move {

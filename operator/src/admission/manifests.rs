@@ -29,6 +29,7 @@ use hookguard_api::names::{LABEL_INJECT, SIDECAR_CONTAINER};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::json;
 
 /// Name of the one webhook inside the configuration.
@@ -121,6 +122,31 @@ pub fn mutating_webhook_configuration(
             "admissionReviewVersions": ["v1"],
         }],
     }))
+}
+
+/// The configuration `--webhook-url` writes (an operator outside the cluster): calls `url`,
+/// and when `namespaces` is not empty only for pods in them, so a developer's operator scoped
+/// with `--namespace` leaves the rest of a shared cluster alone.
+pub fn development_webhook_configuration(
+    name: &str,
+    operator_namespace: &str,
+    url: &str,
+    namespaces: &[String],
+) -> Result<MutatingWebhookConfiguration, serde_json::Error> {
+    let client = WebhookClient::Url(url.to_owned());
+    let mut configuration =
+        mutating_webhook_configuration(name, operator_namespace, &client, None)?;
+    if !namespaces.is_empty() {
+        let only_these: LabelSelector = serde_json::from_value(json!({ "matchExpressions": [{
+            "key": "kubernetes.io/metadata.name",
+            "operator": "In",
+            "values": namespaces,
+        }]}))?;
+        for webhook in configuration.webhooks.iter_mut().flatten() {
+            webhook.namespace_selector = Some(only_these.clone());
+        }
+    }
+    Ok(configuration)
 }
 
 /// The `ValidatingAdmissionPolicy` rejecting opted-in pods without the sidecar.

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use metrics::register_metrics;
 
 use crate::certs::{CertMode, CertResolver, CertSettings};
+use manifests::WEBHOOK_PATH;
 use render::{InjectionConfig, SidecarResources};
 
 /// How long a review waits for the endpoint cache's first list when it cannot ask the API
@@ -62,6 +63,13 @@ pub struct AdmissionArgs {
         default_value = "hookguard"
     )]
     pub webhook_config_name: String,
+    /// Development: the URL the API server calls for an operator running outside the cluster,
+    /// e.g. `https://10.0.0.5:9443/mutate`. The operator then writes the whole
+    /// `MutatingWebhookConfiguration` (--webhook-config-name) pointing at it, scoped to
+    /// --namespace when given, and in self cert mode its serving certificate also names the
+    /// URL's host. Empty: the chart's configuration, which calls the Service.
+    #[arg(long, env = "HOOKGUARD_WEBHOOK_URL", default_value = "")]
+    pub webhook_url: String,
     /// `self`: the operator's own CA and certificate; `external`: cert-manager's files in --cert-dir.
     #[arg(long, env = "HOOKGUARD_CERT_MODE", value_enum, default_value = "self")]
     pub cert_mode: CertMode,
@@ -128,6 +136,9 @@ pub struct AdmissionSettings {
     pub namespace: String,
     /// Certificates.
     pub certs: CertSettings,
+    /// `--webhook-url`, checked and with its path: the configuration the operator writes
+    /// itself (development, outside the cluster). `None`: the chart's.
+    pub webhook_url: Option<String>,
     /// What to inject.
     pub injection: InjectionConfig,
     /// Namespaces whose `WebhookEndpoints` the webhook reads; empty: all. The operator's
@@ -185,21 +196,7 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
                 ));
             }
         }
-        let store_password = match &args.sidecar_store_password_secret {
-            None => None,
-            Some(value) if value.is_empty() => None,
-            Some(value) => match value.split_once('/') {
-                Some((name, key)) if !name.is_empty() && !key.is_empty() => {
-                    Some((name.to_owned(), key.to_owned()))
-                }
-                _ => {
-                    return Err(bad(
-                        "sidecar-store-password-secret",
-                        format!("{value:?} is not <secret name>/<key>"),
-                    ));
-                }
-            },
-        };
+        let store_password = password_secret(args.sidecar_store_password_secret.as_deref())?;
         let quantity = |flag, value: &str| {
             if value.is_empty() {
                 Ok(None)
@@ -220,7 +217,16 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
         };
         let service = &args.webhook_service;
         let namespace = &args.webhook_namespace;
+        let mut dns_names = vec![
+            format!("{service}.{namespace}.svc"),
+            format!("{service}.{namespace}.svc.cluster.local"),
+        ];
+        let webhook_url = development_url(&args.webhook_url, &args.webhook_config_name)?;
+        if let Some((_, host)) = &webhook_url {
+            dns_names.push(host.clone());
+        }
         Ok(AdmissionSettings {
+            webhook_url: webhook_url.map(|(url, _)| url),
             watch_namespaces: Vec::new(),
             listen,
             namespace: namespace.clone(),
@@ -229,10 +235,7 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
                 dir: args.cert_dir,
                 secret: args.cert_secret,
                 namespace: namespace.clone(),
-                dns_names: vec![
-                    format!("{service}.{namespace}.svc"),
-                    format!("{service}.{namespace}.svc.cluster.local"),
-                ],
+                dns_names,
                 webhook_config: (args.cert_mode == CertMode::SelfManaged
                     && !args.webhook_config_name.is_empty())
                 .then_some(args.webhook_config_name),
@@ -251,12 +254,98 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
     }
 }
 
+/// `--sidecar-store-password-secret`: `name/key`, or nothing when unset or empty.
+fn password_secret(value: Option<&str>) -> Result<Option<(String, String)>, SettingsError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(value) => match value.split_once('/') {
+            Some((name, key)) if !name.is_empty() && !key.is_empty() => {
+                Ok(Some((name.to_owned(), key.to_owned())))
+            }
+            _ => Err(SettingsError {
+                flag: "sidecar-store-password-secret",
+                problem: format!("{value:?} is not <secret name>/<key>"),
+            }),
+        },
+    }
+}
+
+/// Checks `--webhook-url` (empty: not set); returns it with the path the webhook serves, and
+/// its host as the serving certificate must name it (an IPv6 address without brackets).
+fn development_url(
+    value: &str,
+    configuration: &str,
+) -> Result<Option<(String, String)>, SettingsError> {
+    let bad = |problem| SettingsError {
+        flag: "webhook-url",
+        problem,
+    };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if configuration.is_empty() {
+        return Err(bad(
+            "needs --webhook-config-name, the MutatingWebhookConfiguration it writes".into(),
+        ));
+    }
+    parse_development_url(value).map(Some).map_err(bad)
+}
+
+fn parse_development_url(value: &str) -> Result<(String, String), String> {
+    let uri: http::Uri = value.parse().map_err(|_| {
+        format!("{value:?} is not a URL such as https://10.0.0.5:9443{WEBHOOK_PATH}")
+    })?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!(
+            "{value:?}: the API server calls webhooks over https only (https://<host>:<port>{WEBHOOK_PATH})"
+        ));
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(format!("{value:?} has no host"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "{value:?}: the API server refuses user information in a webhook URL"
+        ));
+    }
+    if uri.query().is_some() {
+        return Err(format!(
+            "{value:?}: the API server refuses a query in a webhook URL"
+        ));
+    }
+    match uri.path() {
+        "" | "/" | WEBHOOK_PATH => {}
+        other => {
+            return Err(format!(
+                "{value:?}: the webhook serves {WEBHOOK_PATH} only, not {other}"
+            ));
+        }
+    }
+    let host = authority.host();
+    let port = authority
+        .port_u16()
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    let url = format!("https://{host}{port}{WEBHOOK_PATH}");
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Ok((url, host))
+}
+
 /// Why the webhook stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
     /// The HTTPS server failed.
     #[error("serving the admission webhook")]
     Serve(#[from] server::ServeError),
+    /// `--webhook-url`: the `MutatingWebhookConfiguration` could not be rendered (a bug).
+    #[error("rendering the MutatingWebhookConfiguration for --webhook-url")]
+    Render(#[source] serde_json::Error),
+    /// `--webhook-url`: the `MutatingWebhookConfiguration` pointing at it could not be written.
+    #[error("writing MutatingWebhookConfiguration {0} for --webhook-url")]
+    WriteConfiguration(String, #[source] kube::Error),
 }
 
 /// Serves the admission webhook until `shutdown` with validated settings, reading the
@@ -316,6 +405,12 @@ pub async fn serve_on(
         stores.push((scope, reader));
     }
 
+    if let Some(url) = &settings.webhook_url
+        && let Some(name) = &settings.certs.webhook_config
+    {
+        apply_development_configuration(&client, name, url, &settings).await?;
+    }
+
     let resolver = Arc::new(CertResolver::default());
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(crate::certs::maintain(
@@ -354,9 +449,102 @@ pub async fn serve_on(
     Ok(())
 }
 
+/// Field manager of the configuration `--webhook-url` writes; the CA bundle keeps its own
+/// ([`crate::certs::CA_BUNDLE_FIELD_MANAGER`]), so neither takes the other's fields.
+const DEVELOPMENT_FIELD_MANAGER: &str = "hookguard-operator-webhook-url";
+
+/// `--webhook-url`: writes the whole configuration `name`, calling `url`, scoped to the
+/// watched namespaces when there are any. The CA bundle follows from the certificate loop.
+async fn apply_development_configuration(
+    client: &Client,
+    name: &str,
+    url: &str,
+    settings: &AdmissionSettings,
+) -> Result<(), AdmissionError> {
+    use kube::api::{Patch, PatchParams};
+
+    let configuration = manifests::development_webhook_configuration(
+        name,
+        &settings.namespace,
+        url,
+        &settings.watch_namespaces,
+    )
+    .map_err(AdmissionError::Render)?;
+    let api: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    api.patch(
+        name,
+        &PatchParams::apply(DEVELOPMENT_FIELD_MANAGER).force(),
+        &Patch::Apply(&configuration),
+    )
+    .await
+    .map_err(|e| AdmissionError::WriteConfiguration(name.to_owned(), e))?;
+    tracing::info!(configuration = %name, %url, "webhook configuration written for --webhook-url");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(extra: &[&str]) -> AdmissionArgs {
+        use clap::Parser as _;
+
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            admission: AdmissionArgs,
+        }
+        let argv = std::iter::once("test").chain(extra.iter().copied());
+        Cli::try_parse_from(argv).unwrap().admission
+    }
+
+    #[test]
+    fn a_development_url_is_checked_and_its_host_goes_into_the_certificate() {
+        let settings =
+            AdmissionSettings::try_from(args(&["--webhook-url", "https://10.201.0.1:9443"]))
+                .unwrap();
+        assert_eq!(
+            settings.webhook_url.as_deref(),
+            Some("https://10.201.0.1:9443/mutate")
+        );
+        assert!(settings.certs.dns_names.contains(&"10.201.0.1".to_owned()));
+        assert!(
+            settings
+                .certs
+                .dns_names
+                .contains(&"hookguard-webhook.hookguard-system.svc".to_owned())
+        );
+        let v6 = AdmissionSettings::try_from(args(&["--webhook-url", "https://[::1]:9443/mutate"]))
+            .unwrap();
+        assert_eq!(v6.webhook_url.as_deref(), Some("https://[::1]:9443/mutate"));
+        assert!(v6.certs.dns_names.contains(&"::1".to_owned()));
+
+        let none = AdmissionSettings::try_from(args(&[])).unwrap();
+        assert_eq!(none.webhook_url, None);
+        assert_eq!(none.certs.dns_names.len(), 2);
+
+        for (url, words) in [
+            ("http://10.0.0.5:9443/mutate", "https only"),
+            ("https://10.0.0.5:9443/other", "serves /mutate only"),
+            ("https://10.0.0.5:9443/mutate?x=1", "query"),
+            ("https://user@10.0.0.5:9443/mutate", "user information"),
+            ("10.0.0.5:9443", "https only"),
+            ("https://", "not a URL"),
+        ] {
+            let error = AdmissionSettings::try_from(args(&["--webhook-url", url])).unwrap_err();
+            assert_eq!(error.flag, "webhook-url");
+            assert!(error.problem.contains(words), "{url}: {}", error.problem);
+        }
+        let error = AdmissionSettings::try_from(args(&[
+            "--webhook-url",
+            "https://10.0.0.5:9443",
+            "--webhook-config-name",
+            "",
+        ]))
+        .unwrap_err();
+        assert!(error.problem.contains("--webhook-config-name"), "{error}");
+    }
 
     #[test]
     fn a_confirmed_denial_fits_the_api_servers_call_timeout() {

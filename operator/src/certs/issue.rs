@@ -155,6 +155,34 @@ pub fn validity(pem: &[u8]) -> Result<(SystemTime, SystemTime), IssueError> {
     ))
 }
 
+/// Whether the first certificate in `pem` names every one of `names` as a subject
+/// alternative name (a DNS name, or an IP address written as one); unreadable: no.
+pub fn names_all(pem: &[u8], names: &[String]) -> bool {
+    use x509_parser::extensions::GeneralName;
+
+    let Ok(der) = first_der(pem) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return false;
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return names.is_empty();
+    };
+    let has = |name: &String| {
+        let ip: Option<std::net::IpAddr> = name.parse().ok();
+        san.value.general_names.iter().any(|general| match general {
+            GeneralName::DNSName(dns) => dns.eq_ignore_ascii_case(name),
+            GeneralName::IPAddress(bytes) => ip.is_some_and(|ip| match ip {
+                std::net::IpAddr::V4(v4) => *bytes == v4.octets(),
+                std::net::IpAddr::V6(v6) => *bytes == v6.octets(),
+            }),
+            _ => false,
+        })
+    };
+    names.iter().all(has)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +228,51 @@ mod tests {
                 rustls::pki_types::UnixTime::now(),
             )
             .unwrap();
+    }
+
+    #[test]
+    fn a_development_url_host_is_named_as_a_dns_name_or_an_ip_address() {
+        use rustls::client::danger::ServerCertVerifier as _;
+
+        let now = SystemTime::now();
+        let ca = issue_ca(Duration::from_secs(3600), now).unwrap();
+        let names: Vec<String> = ["svc.ns.svc", "10.201.0.1", "dev.example.test"]
+            .map(String::from)
+            .to_vec();
+        let serving = issue_serving(
+            &ca.cert_pem,
+            &ca.key_pem,
+            &names,
+            Duration::from_secs(60),
+            now,
+        )
+        .unwrap();
+        assert!(names_all(&serving.cert_pem, &names));
+        assert!(names_all(&serving.cert_pem, &names[..1]));
+        assert!(!names_all(&serving.cert_pem, &["10.201.0.2".to_owned()]));
+        assert!(!names_all(&serving.cert_pem, &["other.ns.svc".to_owned()]));
+        assert!(!names_all(b"not a certificate", &names));
+
+        // The API server checks an IP host against an IP SAN, not a DNS one.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(first_der(&ca.cert_pem).unwrap()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let end = first_der(&serving.cert_pem).unwrap();
+        for host in ["10.201.0.1", "dev.example.test"] {
+            verifier
+                .verify_server_cert(
+                    &end,
+                    &[],
+                    &rustls::pki_types::ServerName::try_from(host).unwrap(),
+                    &[],
+                    rustls::pki_types::UnixTime::now(),
+                )
+                .unwrap_or_else(|e| panic!("{host}: {e}"));
+        }
     }
 }

@@ -33,7 +33,7 @@ use rustls::sign::CertifiedKey;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-pub use issue::{CertPair, IssueError, issue_ca, issue_serving, validity};
+pub use issue::{CertPair, IssueError, issue_ca, issue_serving, names_all, validity};
 
 /// Field manager of the CA bundle in the `MutatingWebhookConfiguration`; separate from the
 /// reconciler's so neither takes the other's fields.
@@ -351,8 +351,11 @@ async fn ensure_secret(
             Some(secret) => (stored(secret), secret.metadata.resource_version.clone()),
             None => (None, None),
         };
+        // Reissued when due, and when it does not name what the settings ask for (an
+        // operator started with --webhook-url after one without).
         if let Some(current) = &current
             && !due(&current.pair.cert_pem, now)
+            && names_all(&current.pair.cert_pem, &settings.dns_names)
         {
             return Ok((current.pair.clone(), current.bundle.clone()));
         }
