@@ -125,11 +125,31 @@ async fn serve(config: OperatorConfig, admission: AdmissionSettings) -> anyhow::
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
 
+    // The webhook outlives the stop signal by --shutdown-delay: a terminating pod leaves its
+    // Service's endpoints, kube-proxy's rules and the API server's open connections a moment
+    // after, and a call refused meanwhile would fail the pod it admits. The reconciler stops
+    // (and releases its Lease) at once.
+    let webhook_stop = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, webhook_stop) = (shutdown.clone(), webhook_stop.clone());
+        let delay = admission.shutdown_delay;
+        async move {
+            shutdown.cancelled().await;
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "the admission webhook keeps serving before it stops"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            webhook_stop.cancel();
+        }
+    });
     let admission = tokio::spawn({
         let client = client.clone();
         let shutdown = shutdown.clone();
         async move {
-            let result = admission::serve(admission, client, shutdown.clone()).await;
+            let result = admission::serve(admission, client, webhook_stop).await;
             // Without its webhook a replica is not doing its job: stop it all.
             shutdown.cancel();
             result

@@ -314,6 +314,7 @@ impl TestWebhook {
 
         let settings = AdmissionSettings {
             watch_namespaces: Vec::new(),
+            shutdown_delay: Duration::ZERO,
             webhook_url: None,
             listen: listener.local_addr()?,
             namespace: operator_namespace.clone(),

@@ -125,6 +125,12 @@ pub struct AdmissionArgs {
     /// The sidecar's memory limit; per pod: hookguard.dev/sidecar-memory-limit.
     #[arg(long, env = "HOOKGUARD_SIDECAR_MEMORY_LIMIT", default_value = "64Mi")]
     pub sidecar_memory_limit: String,
+    /// After SIGTERM or SIGINT the webhook keeps answering this long (the reconciler stops and
+    /// releases its Lease at once): the API server and kube-proxy take a moment to stop
+    /// sending to a terminating pod. `0s`: stop at once. Keep it under the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, env = "HOOKGUARD_SHUTDOWN_DELAY", default_value = "5s")]
+    pub shutdown_delay: String,
 }
 
 /// Validated admission settings.
@@ -136,6 +142,8 @@ pub struct AdmissionSettings {
     pub namespace: String,
     /// Certificates.
     pub certs: CertSettings,
+    /// How long the webhook keeps serving after a stop signal.
+    pub shutdown_delay: Duration,
     /// `--webhook-url`, checked and with its path: the configuration the operator writes
     /// itself (development, outside the cluster). `None`: the chart's.
     pub webhook_url: Option<String>,
@@ -177,6 +185,8 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
         };
         let validity = duration("cert-validity", &args.cert_validity)?;
         let ca_validity = duration("ca-validity", &args.ca_validity)?;
+        let shutdown_delay = parse_duration(&args.shutdown_delay)
+            .map_err(|e| bad("shutdown-delay", e.to_string()))?;
         let store = args.sidecar_store.clone();
         let store_cluster = args.sidecar_store_mode == "cluster";
         match validation::store(&store, store_cluster) {
@@ -226,6 +236,7 @@ impl TryFrom<AdmissionArgs> for AdmissionSettings {
             dns_names.push(host.clone());
         }
         Ok(AdmissionSettings {
+            shutdown_delay,
             webhook_url: webhook_url.map(|(url, _)| url),
             watch_namespaces: Vec::new(),
             listen,
@@ -521,6 +532,11 @@ mod tests {
         assert!(v6.certs.dns_names.contains(&"::1".to_owned()));
 
         let none = AdmissionSettings::try_from(args(&[])).unwrap();
+        assert_eq!(none.shutdown_delay, Duration::from_secs(5));
+        let at_once = AdmissionSettings::try_from(args(&["--shutdown-delay", "0s"])).unwrap();
+        assert_eq!(at_once.shutdown_delay, Duration::ZERO);
+        let error = AdmissionSettings::try_from(args(&["--shutdown-delay", "soon"])).unwrap_err();
+        assert_eq!(error.flag, "shutdown-delay");
         assert_eq!(none.webhook_url, None);
         assert_eq!(none.certs.dns_names.len(), 2);
 
