@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test test-deps control-plane cluster lint fmt generate verify bench
+.PHONY: help demo test e2e test-deps control-plane cluster lint fmt generate verify bench images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -11,12 +11,18 @@ help: ## list the targets
 demo: ## local demo: the sidecar (in-memory store) in front of a demo app; no cluster, no Redis
 	demo/run.sh
 
-test: test-deps control-plane ## every test: unit, vectors, real redis-server, real control plane
+test: test-deps control-plane ## every test: unit, vectors, real redis-server, real control plane, then `make e2e` (root)
 	@# Tests that run the real operator binary build it themselves (tests/src/operator.rs);
 	@# built here first, that is a no-op and nothing compiles while the tests run.
 	$(CARGO) build -p hookguard-operator --locked
-	@# --no-fail-fast: every test binary runs and reports, so one failure cannot hide another.
-	$(CARGO) test --workspace --locked --no-fail-fast
+	@# --no-fail-fast, and the e2e runs after a failure too: one failure cannot hide another.
+	status=0; \
+	$(CARGO) test --workspace --locked --no-fail-fast || status=$$?; \
+	$(MAKE) --no-print-directory e2e || status=$$?; \
+	exit $$status
+
+e2e: node-deps control-plane images ## Hookguard on a real one-node cluster: node smoke test, then helm install to uninstall (root)
+	$(CARGO) test -p hookguard-tests --features node --locked --no-fail-fast --test node_smoke --test e2e -- --nocapture
 
 test-deps: ## install what the tests run from the OS packages when missing: redis-server, curl, kill (procps)
 	@missing=""; \
@@ -29,15 +35,25 @@ test-deps: ## install what the tests run from the OS packages when missing: redi
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; \
 	fi
 
-control-plane: ## build kube-apiserver, etcd, kube-controller-manager (+ helm, kubectl) into the cache, once
+control-plane: ## build kube-apiserver, etcd, kube-controller-manager, kubelet, kube-proxy, kube-scheduler (+ helm, kubectl) into the cache, once
 	tests/control-plane/build.sh
+
+images: control-plane ## build the one-node cluster's images (pause, CoreDNS, operator, sidecar, Redis, test app) as tars into the cache
+	$(CARGO) run --quiet --locked -p hookguard-tests --bin images
 
 cluster: control-plane ## run the test control plane in the foreground for kubectl and helm
 	$(CARGO) run -p hookguard-tests --bin dev-cluster
 
+.PHONY: node-deps node-cluster
+node-deps: ## install what the one-node cluster runs when missing: containerd, runc, CNI plugins, iptables
+	tests/control-plane/node-deps.sh
+
+node-cluster: node-deps control-plane ## run the one-node cluster (kubelet, containerd, CoreDNS) in the foreground; root
+	$(CARGO) run -p hookguard-tests --bin dev-cluster -- --node
+
 lint: ## rustfmt and clippy, as CI runs them
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 generate: ## regenerate the CRD YAML in crds/ and in the chart from the Rust types
 	$(CARGO) run --quiet -p hookguard-operator -- crd > crds/hookguard.dev_webhookendpoints.yaml

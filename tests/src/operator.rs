@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -322,16 +321,8 @@ fn build_operator() -> anyhow::Result<PathBuf> {
         .parent()
         .and_then(Path::parent)
         .context("the test executable is not in target/<profile>/deps")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args([
-        "build",
-        "--locked",
-        "-p",
-        "hookguard-operator",
-        "--bin",
-        "hookguard-operator",
-    ]);
+    let mut build = crate::cargo::build();
+    build.args(["-p", "hookguard-operator", "--bin", "hookguard-operator"]);
     if profile_dir
         .file_name()
         .is_some_and(|name| name == "release")
@@ -340,29 +331,6 @@ fn build_operator() -> anyhow::Result<PathBuf> {
     }
     let target_dir = profile_dir.parent().context("no target dir")?;
     build.env("CARGO_TARGET_DIR", target_dir);
-    // Cargo gives the test process the package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*,
-    // ...). Passed on, they reach build scripts that track them (ring's tracks
-    // CARGO_MANIFEST_DIR), so this build and the next `cargo` run from a shell would each find
-    // the other's artifacts stale and recompile ring, kube and the operator (about a minute
-    // on 2 cores, while the binary's other tests run).
-    for (name, _) in std::env::vars_os() {
-        let name_str = name.to_string_lossy();
-        if name_str.starts_with("CARGO_PKG_")
-            || name_str.starts_with("CARGO_BIN_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-                "OUT_DIR",
-            ]
-            .contains(&name_str.as_ref())
-        {
-            build.env_remove(&name);
-        }
-    }
     let output = build.output().context("running cargo build")?;
     if !output.status.success() {
         bail!(
