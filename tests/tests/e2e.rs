@@ -63,6 +63,7 @@ fn hookguard_runs_on_a_real_node_from_helm_install_to_uninstall() {
     let images = image::build_all().expect("building the images (make images)");
     let images_took = started.elapsed();
     let cluster = Cluster::start().expect("starting the one-node cluster");
+    let cluster_up = cluster.started_in();
     // The story runs as a program on the node would (its own runtime on a thread inside the
     // node's network namespace), so the Service and pod addresses are reachable without a
     // route on the host.
@@ -82,13 +83,15 @@ fn hookguard_runs_on_a_real_node_from_helm_install_to_uninstall() {
     }
     let stopped = cluster.stop();
     let table = result.unwrap();
-    println!("{table}");
+    let stopped_in = stopped.expect("tearing the node down");
     println!(
-        "images {:.0}s (cached archives are reused), e2e {:.0}s",
+        "images {:.0}s (cached archives are reused), node up in {:.0}s, e2e {:.0}s, teardown {:.0}s",
         images_took.as_secs_f64(),
-        started.elapsed().as_secs_f64()
+        cluster_up.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        stopped_in.as_secs_f64()
     );
-    stopped.expect("tearing the node down");
+    println!("{table}");
 }
 
 /// One scenario's tally.
@@ -209,6 +212,19 @@ async fn install(cluster: &Cluster) -> anyhow::Result<()> {
     ensure!(
         operators.contains(&holder),
         "the Lease holder {holder} is not one of {operators:?}"
+    );
+    // The API server calls the webhook through its Service (the injections below can come
+    // from nowhere else: the operator runs only in these pods).
+    let service = run(cluster.kubectl().args([
+        "get",
+        "mutatingwebhookconfiguration",
+        RELEASE,
+        "-o",
+        "jsonpath={.webhooks[0].clientConfig.service.namespace}/{.webhooks[0].clientConfig.service.name}",
+    ]))?;
+    ensure!(
+        service == format!("{SYSTEM}/{RELEASE}-webhook"),
+        "the webhook is called at {service:?}"
     );
     Ok(())
 }
@@ -334,6 +350,7 @@ spec:
     ensure!(pods.len() == 2, "two app pods, found {}", pods.len());
     for pod in &pods {
         check_injected(pod)?;
+        check_process(cluster, pod, SIDECAR_CONTAINER)?;
     }
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), SHOP);
     let cluster_ip = services
@@ -399,6 +416,45 @@ fn check_injected(pod: &Pod) -> anyhow::Result<()> {
         .find(|s| s.name == "app")
         .context("no app status")?;
     ensure!(app.ready, "{name}: the app is not ready");
+    Ok(())
+}
+
+/// What the kernel says of a running container's process (as `id` and `mount` inside it
+/// would, but the sidecar image has no shell): uid and gid 65532, `/` mounted read-only.
+fn check_process(cluster: &Cluster, pod: &Pod, container: &str) -> anyhow::Result<()> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let id = container_id(pod, container)?;
+    let tasks = run(ctr(cluster).args(["tasks", "ls"]))?;
+    let pid = tasks
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next() == Some(id.as_str())).then(|| fields.next().map(str::to_owned))?
+        })
+        .with_context(|| format!("containerd lists no task {id} ({name}/{container})"))?;
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    for field in ["Uid:", "Gid:"] {
+        let ids: Vec<&str> = proc_status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .context("no such field")?
+            .split_whitespace()
+            .collect();
+        ensure!(
+            ids.iter().all(|id| *id == "65532"),
+            "{name}/{container} runs with {field} {ids:?}, not 65532"
+        );
+    }
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let root = mounts
+        .lines()
+        .find(|line| line.split_whitespace().nth(4) == Some("/"))
+        .context("no root mount")?;
+    let options = root.split_whitespace().nth(5).unwrap_or_default();
+    ensure!(
+        options.split(',').any(|o| o == "ro"),
+        "{name}/{container}'s root filesystem is mounted {options}"
+    );
     Ok(())
 }
 
@@ -601,6 +657,12 @@ async fn redis_killed(
     let sent = traffic.stop().await;
     let unavailable = sent.statuses.get(&503).copied().unwrap_or(0);
     println!("redis restart: {unavailable} answers were 503 while it was down");
+    // Fail closed (storeUnavailable: Reject, the default): while Redis is down the sidecar
+    // answers 503 and the sender's retry gets through after.
+    ensure!(
+        unavailable > 0,
+        "no 503 while the bundled Redis was down: the sidecar did not notice the outage"
+    );
     count_at_app(http, endpoint, &sent, &mut tally).await?;
 
     // Dedup survived the restart: resending the first scenario's deliveries reaches nobody.
@@ -1162,14 +1224,7 @@ async fn container_restarts(
     container: &str,
 ) -> anyhow::Result<i32> {
     let pod: Pod = Api::namespaced(client.clone(), namespace).get(pod).await?;
-    let status = pod.status.unwrap_or_default();
-    Ok(status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .find(|s| s.name == container)
-        .map_or(0, |s| s.restart_count))
+    Ok(container_status(&pod, container).map_or(0, |s| s.restart_count))
 }
 
 /// SIGKILL to a container's process through containerd, as an OOM kill or a crash would
@@ -1182,34 +1237,45 @@ async fn kill_container(
     container: &str,
 ) -> anyhow::Result<()> {
     let object: Pod = Api::namespaced(client.clone(), namespace).get(pod).await?;
-    let status = object.status.context("no status")?;
-    let id = status
+    let id = container_id(&object, container)?;
+    run(ctr(cluster).args(["tasks", "kill", "-s", "SIGKILL", &id]))?;
+    Ok(())
+}
+
+/// The status of `container` (an init container, such as the native sidecar, or not).
+fn container_status<'a>(
+    pod: &'a Pod,
+    container: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
+    let status = pod.status.as_ref()?;
+    status
         .init_container_statuses
         .iter()
         .flatten()
         .chain(status.container_statuses.iter().flatten())
         .find(|s| s.name == container)
-        .and_then(|s| s.container_id.clone())
-        .with_context(|| format!("{pod} has no running {container}"))?;
-    let id = id.trim_start_matches("containerd://");
-    let ctr = cluster.bin_dir().join("ctr");
-    let ctr = if ctr.is_file() {
-        ctr
-    } else {
-        PathBuf::from("ctr")
-    };
-    run(Command::new(ctr).args([
-        "-a",
-        &cluster.containerd_socket().display().to_string(),
-        "-n",
-        "k8s.io",
-        "tasks",
-        "kill",
-        "-s",
-        "SIGKILL",
-        id,
-    ]))?;
-    Ok(())
+}
+
+/// containerd's ID of the running `container` of `pod`.
+fn container_id(pod: &Pod, container: &str) -> anyhow::Result<String> {
+    let id = container_status(pod, container)
+        .and_then(|s| s.container_id.as_deref())
+        .with_context(|| {
+            format!(
+                "{} has no running {container}",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            )
+        })?;
+    Ok(id.trim_start_matches("containerd://").to_owned())
+}
+
+/// `ctr` (Debian's containerd package) on the node's containerd, in the CRI's namespace.
+fn ctr(cluster: &Cluster) -> Command {
+    let mut ctr = Command::new("ctr");
+    ctr.arg("-a")
+        .arg(cluster.containerd_socket())
+        .args(["-n", "k8s.io"]);
+    ctr
 }
 
 /// An opted-in pod, created as a server-side dry run, gets the sidecar.
