@@ -21,7 +21,7 @@ test: test-deps control-plane ## every test: unit, vectors, real redis-server, r
 	$(MAKE) --no-print-directory e2e || status=$$?; \
 	exit $$status
 
-e2e: node-deps control-plane images ## Hookguard on a real one-node cluster: node smoke test, then helm install to uninstall (root)
+e2e: node-deps images ## Hookguard on a real one-node cluster: node smoke test, then helm install to uninstall (root)
 	$(CARGO) test -p hookguard-tests --features node --locked --no-fail-fast --test node_smoke --test e2e -- --nocapture
 
 test-deps: ## install what the tests run from the OS packages when missing: redis-server, curl, kill (procps)
@@ -38,7 +38,7 @@ test-deps: ## install what the tests run from the OS packages when missing: redi
 control-plane: ## build kube-apiserver, etcd, kube-controller-manager, kubelet, kube-proxy, kube-scheduler (+ helm, kubectl) into the cache, once
 	tests/control-plane/build.sh
 
-images: control-plane ## build the one-node cluster's images (pause, CoreDNS, operator, sidecar, Redis, test app) as tars into the cache
+images: test-deps control-plane ## build the one-node cluster's images (pause, CoreDNS, operator, sidecar, Redis, test app) as tars into the cache
 	$(CARGO) run --quiet --locked -p hookguard-tests --bin images
 
 cluster: control-plane ## run the test control plane in the foreground for kubectl and helm
