@@ -6,6 +6,7 @@
 //! runs the images [`image`] builds. Each server binds 127.0.0.1 on a free port (the node: its
 //! own namespace's addresses) and is stopped when its handle is dropped.
 
+pub mod admin;
 pub mod app;
 pub mod cargo;
 pub mod control_plane;

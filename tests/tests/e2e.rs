@@ -594,27 +594,9 @@ async fn sidecar_killed(
     };
     let key = endpoint.newest_key().await?;
     let victim = &endpoint.pods[0];
-    let restarts = container_restarts(client, SHOP, &victim.name, SIDECAR_CONTAINER).await?;
     let mut traffic = Background::start(http, &endpoint.service_url, &key, "sidecar-kill")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    kill_container(cluster, client, SHOP, &victim.name, SIDECAR_CONTAINER).await?;
-    eventually(
-        &format!("the kubelet restarts {}'s sidecar", victim.name),
-        SETTLE,
-        async || {
-            let pod: Pod = Api::namespaced(client.clone(), SHOP)
-                .get(&victim.name)
-                .await?;
-            let status = pod
-                .status
-                .and_then(|s| s.init_container_statuses)
-                .unwrap_or_default();
-            Ok(status
-                .iter()
-                .any(|s| s.name == SIDECAR_CONTAINER && s.restart_count > restarts && s.ready))
-        },
-    )
-    .await?;
+    kill_until_restarted(cluster, client, SHOP, &victim.name, SIDECAR_CONTAINER).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = traffic.stop().await;
     count_at_app(http, endpoint, &sent, &mut tally).await?;
@@ -639,20 +621,9 @@ async fn redis_killed(
     let key = endpoint.newest_key().await?;
     let redis = pods_named(client, SYSTEM, "app.kubernetes.io/component=redis").await?;
     let redis = redis.first().context("no bundled Redis pod")?.clone();
-    let restarts = container_restarts(client, SYSTEM, &redis, "redis").await?;
     let mut traffic = Background::start(http, &endpoint.service_url, &key, "redis-kill")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    kill_container(cluster, client, SYSTEM, &redis, "redis").await?;
-    eventually("the bundled Redis is back", SETTLE, async || {
-        let pod: Pod = Api::namespaced(client.clone(), SYSTEM).get(&redis).await?;
-        Ok(pod
-            .status
-            .and_then(|s| s.container_statuses)
-            .unwrap_or_default()
-            .iter()
-            .any(|s| s.name == "redis" && s.restart_count > restarts && s.ready))
-    })
-    .await?;
+    kill_until_restarted(cluster, client, SYSTEM, &redis, "redis").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = traffic.stop().await;
     let unavailable = sent.statuses.get(&503).copied().unwrap_or(0);
@@ -1217,29 +1188,30 @@ async fn eventually_holder(cluster: &Cluster, not: Option<&str>) -> anyhow::Resu
     .await
 }
 
-async fn container_restarts(
-    client: &kube::Client,
-    namespace: &str,
-    pod: &str,
-    container: &str,
-) -> anyhow::Result<i32> {
-    let pod: Pod = Api::namespaced(client.clone(), namespace).get(pod).await?;
-    Ok(container_status(&pod, container).map_or(0, |s| s.restart_count))
-}
-
 /// SIGKILL to a container's process through containerd, as an OOM kill or a crash would
-/// end it; the kubelet sees it exit and restarts it.
-async fn kill_container(
+/// end it; returns once the kubelet has seen it exit, restarted it, and it is ready again.
+async fn kill_until_restarted(
     cluster: &Cluster,
     client: &kube::Client,
     namespace: &str,
     pod: &str,
     container: &str,
 ) -> anyhow::Result<()> {
-    let object: Pod = Api::namespaced(client.clone(), namespace).get(pod).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let object = pods.get(pod).await?;
+    let restarts = container_status(&object, container).map_or(0, |s| s.restart_count);
     let id = container_id(&object, container)?;
     run(ctr(cluster).args(["tasks", "kill", "-s", "SIGKILL", &id]))?;
-    Ok(())
+    eventually(
+        &format!("the kubelet restarts {pod}'s {container}"),
+        SETTLE,
+        async || {
+            let object = pods.get(pod).await?;
+            Ok(container_status(&object, container)
+                .is_some_and(|s| s.restart_count > restarts && s.ready))
+        },
+    )
+    .await
 }
 
 /// The status of `container` (an init container, such as the native sidecar, or not).

@@ -187,10 +187,32 @@ pub fn names_all(pem: &[u8], names: &[String]) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_serving_certificate_chains_to_the_ca_and_names_the_service() {
+    /// Verifies `serving` for `host` with the CA as the only root, as the API server does.
+    fn verify(ca: &CertPair, serving: &CertPair, host: &str) -> Result<(), rustls::Error> {
         use rustls::client::danger::ServerCertVerifier as _;
 
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(first_der(&ca.cert_pem).unwrap()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let end = first_der(&serving.cert_pem).unwrap();
+        verifier
+            .verify_server_cert(
+                &end,
+                &[],
+                &rustls::pki_types::ServerName::try_from(host).unwrap(),
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .map(drop)
+    }
+
+    #[test]
+    fn the_serving_certificate_chains_to_the_ca_and_names_the_service() {
         let now = SystemTime::now();
         let ca = issue_ca(Duration::from_secs(3600), now).unwrap();
         let names = vec!["svc.ns.svc".to_owned()];
@@ -210,30 +232,11 @@ mod tests {
         assert!(!ca_key_matches(&ca.cert_pem, &other.key_pem));
 
         // rustls, as the API server would, accepts it for the name with the CA as root.
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(first_der(&ca.cert_pem).unwrap()).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            std::sync::Arc::new(roots),
-            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .build()
-        .unwrap();
-        let end = first_der(&serving.cert_pem).unwrap();
-        verifier
-            .verify_server_cert(
-                &end,
-                &[],
-                &rustls::pki_types::ServerName::try_from("svc.ns.svc").unwrap(),
-                &[],
-                rustls::pki_types::UnixTime::now(),
-            )
-            .unwrap();
+        verify(&ca, &serving, "svc.ns.svc").unwrap();
     }
 
     #[test]
     fn a_development_url_host_is_named_as_a_dns_name_or_an_ip_address() {
-        use rustls::client::danger::ServerCertVerifier as _;
-
         let now = SystemTime::now();
         let ca = issue_ca(Duration::from_secs(3600), now).unwrap();
         let names: Vec<String> = ["svc.ns.svc", "10.201.0.1", "dev.example.test"]
@@ -254,25 +257,8 @@ mod tests {
         assert!(!names_all(b"not a certificate", &names));
 
         // The API server checks an IP host against an IP SAN, not a DNS one.
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(first_der(&ca.cert_pem).unwrap()).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            std::sync::Arc::new(roots),
-            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .build()
-        .unwrap();
-        let end = first_der(&serving.cert_pem).unwrap();
         for host in ["10.201.0.1", "dev.example.test"] {
-            verifier
-                .verify_server_cert(
-                    &end,
-                    &[],
-                    &rustls::pki_types::ServerName::try_from(host).unwrap(),
-                    &[],
-                    rustls::pki_types::UnixTime::now(),
-                )
-                .unwrap_or_else(|e| panic!("{host}: {e}"));
+            verify(&ca, &serving, host).unwrap_or_else(|e| panic!("{host}: {e}"));
         }
     }
 }

@@ -14,7 +14,7 @@
 //! clients are built per test from the written kubeconfig rather than shared.
 
 mod certs;
-mod process;
+pub(crate) mod process;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -28,11 +28,12 @@ use anyhow::Context as _;
 use futures::FutureExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 pub use certs::{PkiFiles, write_pki};
 use process::Component;
+
+use crate::admin::Admin;
 
 use crate::net::{free_port, wait_for_tcp};
 
@@ -83,8 +84,7 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
 #[derive(Debug)]
 pub struct ControlPlane {
     dir: PathBuf,
-    bin: PathBuf,
-    kubeconfig: PathBuf,
+    admin: Admin,
     server: String,
     pki: PkiFiles,
     components: Mutex<Vec<Component>>,
@@ -135,10 +135,9 @@ impl ControlPlane {
         let dir = make_dir()?;
         let watchdog = process::spawn_watchdog(&dir)?;
         let plane = Self {
-            kubeconfig: dir.join("kubeconfig"),
+            admin: Admin::new(dir.join("kubeconfig"), bin, &dir),
             pki: certs::write_pki(&dir)?,
             dir,
-            bin,
             server: String::new(),
             components: Mutex::new(Vec::new()),
             watchdog: Mutex::new(watchdog),
@@ -233,7 +232,7 @@ impl ControlPlane {
         self.spawn(
             "kube-controller-manager",
             &[
-                format!("--kubeconfig={}", self.kubeconfig.display()),
+                format!("--kubeconfig={}", self.admin.kubeconfig().display()),
                 "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token"
                     .to_owned(),
                 "--use-service-account-credentials=false".to_owned(),
@@ -255,7 +254,7 @@ impl ControlPlane {
     }
 
     fn spawn(&self, name: &'static str, args: &[String]) -> anyhow::Result<()> {
-        let component = Component::spawn(name, &self.bin.join(name), args, &self.dir)?;
+        let component = Component::spawn(name, &self.admin.bin().join(name), args, &self.dir)?;
         self.components().push(component);
         Ok(())
     }
@@ -308,13 +307,13 @@ impl ControlPlane {
             }}],
             "current-context": "hookguard-test",
         });
-        fs::write(&self.kubeconfig, serde_json::to_vec_pretty(&config)?)
-            .with_context(|| format!("writing {}", self.kubeconfig.display()))
+        fs::write(self.admin.kubeconfig(), serde_json::to_vec_pretty(&config)?)
+            .with_context(|| format!("writing {}", self.admin.kubeconfig().display()))
     }
 
     /// The admin kubeconfig (client certificate in group `system:masters`).
     pub fn kubeconfig(&self) -> &Path {
-        &self.kubeconfig
+        self.admin.kubeconfig()
     }
 
     /// The API server's URL, `https://127.0.0.1:<port>`.
@@ -334,7 +333,7 @@ impl ControlPlane {
 
     /// The folder with the binaries, including `kubectl` and `helm`.
     pub fn bin_dir(&self) -> &Path {
-        &self.bin
+        self.admin.bin()
     }
 
     /// How long [`ControlPlane::start`] took until `/readyz` was ok.
@@ -344,13 +343,12 @@ impl ControlPlane {
 
     /// The client configuration of the admin kubeconfig.
     pub async fn config(&self) -> anyhow::Result<Config> {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
-        Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
+        self.admin.config().await
     }
 
     /// An admin client. Build one per test: a client belongs to the runtime it was made in.
     pub async fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::try_from(self.config().await?)?)
+        self.admin.client().await
     }
 
     /// A client that acts as `user` in `groups`, through impersonation by the admin.
@@ -382,37 +380,23 @@ impl ControlPlane {
 
     /// `kubectl` (1.35) set up for this control plane through `KUBECONFIG`.
     pub fn kubectl(&self) -> Command {
-        self.tool("kubectl")
+        self.admin.kubectl()
     }
 
     /// `helm` set up for this control plane through `KUBECONFIG`, with its cache, config and
     /// data folders inside the control plane's folder.
     pub fn helm(&self) -> Command {
-        let mut helm = self.tool("helm");
-        let home = self.dir.join("helm");
-        helm.env("HELM_CACHE_HOME", home.join("cache"))
-            .env("HELM_CONFIG_HOME", home.join("config"))
-            .env("HELM_DATA_HOME", home.join("data"));
-        helm
-    }
-
-    fn tool(&self, name: &str) -> Command {
-        let mut command = Command::new(self.bin.join(name));
-        command.env("KUBECONFIG", &self.kubeconfig);
-        command
+        self.admin.helm()
     }
 
     /// Runs `kubectl` with `args` and returns its output, whatever its exit status.
     pub fn run_kubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
-        self.kubectl()
-            .args(args)
-            .output()
-            .context("running kubectl")
+        self.admin.run_kubectl(args)
     }
 
     /// Runs `helm` with `args` and returns its output, whatever its exit status.
     pub fn run_helm(&self, args: &[&str]) -> anyhow::Result<Output> {
-        self.helm().args(args).output().context("running helm")
+        self.admin.run_helm(args)
     }
 
     /// Marks the folder to be kept and returns each component's state and log tail, for a

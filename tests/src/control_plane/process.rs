@@ -12,7 +12,6 @@
 //! groups so a Ctrl-C in a terminal reaches only the test process (or `dev-cluster`), whose
 //! exit then triggers the cleanup.
 
-use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
@@ -130,18 +129,26 @@ pub fn tail(path: &Path, lines: usize) -> String {
 pub fn report(components: &mut [Component], lines: usize) -> String {
     let mut out = String::new();
     for component in components {
-        let state = match component.child.try_wait() {
-            Ok(None) => "running".to_owned(),
-            Ok(Some(status)) => format!("exited ({status})"),
-            Err(err) => format!("unknown ({err})"),
-        };
-        let _ = writeln!(
-            out,
-            "--- {} {state}, log {} (last {lines} lines):\n{}",
+        out.push_str(&describe(
             component.name,
-            component.log.display(),
-            tail(&component.log, lines)
-        );
+            &mut component.child,
+            &component.log,
+            lines,
+        ));
     }
     out
+}
+
+/// One component's part of a report: whether it still runs, and its log's last `lines`.
+pub fn describe(name: &str, child: &mut Child, log: &Path, lines: usize) -> String {
+    let state = match child.try_wait() {
+        Ok(None) => "running".to_owned(),
+        Ok(Some(status)) => format!("exited ({status})"),
+        Err(err) => format!("unknown ({err})"),
+    };
+    format!(
+        "--- {name} {state}, log {} (last {lines} lines):\n{}\n",
+        log.display(),
+        tail(log, lines)
+    )
 }

@@ -31,12 +31,13 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 pub use config::{DNS_SERVICE_IP, KUBERNETES_SERVICE_IP, NODE_NAME, POD_CIDR, SERVICE_CIDR};
 pub use host::{KUBELET_SYSCTLS, leftovers, read_sysctls, sweep};
 
+use crate::admin::Admin;
+use crate::control_plane::process::describe;
 use crate::wait::eventually_value_blocking;
 
 /// The node components `build.sh` builds besides the control plane's.
@@ -116,11 +117,10 @@ impl Component {
 pub struct Cluster {
     name: String,
     run: PathBuf,
-    bin: PathBuf,
+    admin: Admin,
     socket: PathBuf,
     node_ip: Ipv4Addr,
     host_ip: Ipv4Addr,
-    kubeconfig: PathBuf,
     components: Mutex<Vec<Component>>,
     watchdog: Mutex<Option<Child>>,
     started_in: Duration,
@@ -179,10 +179,9 @@ impl Cluster {
         )?;
         let watchdog = host::spawn_watchdog(&run)?;
         let mut cluster = Self {
-            kubeconfig: run.join("pki/admin.kubeconfig"),
+            admin: Admin::new(run.join("pki/admin.kubeconfig"), bin, &run),
             name,
             run,
-            bin,
             socket,
             node_ip: Ipv4Addr::UNSPECIFIED,
             host_ip: Ipv4Addr::UNSPECIFIED,
@@ -438,7 +437,7 @@ impl Cluster {
         let program = if name == "containerd" {
             PathBuf::from("/usr/bin/containerd")
         } else {
-            self.bin.join(name)
+            self.admin.bin().join(name)
         };
         let mut join = String::from("set -e; ");
         for dir in cgroups {
@@ -457,7 +456,10 @@ impl Cluster {
             .current_dir(&self.run)
             .env(
                 "PATH",
-                format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.bin.display()),
+                format!(
+                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                    self.admin.bin().display()
+                ),
             )
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -511,7 +513,7 @@ impl Cluster {
 
     /// The admin kubeconfig (`system:masters`), reachable from the host over the veth.
     pub fn kubeconfig(&self) -> &Path {
-        &self.kubeconfig
+        self.admin.kubeconfig()
     }
 
     /// The node's IP: the API server (`:6443`), the kubelet (`:10250`) and kube-proxy's
@@ -565,7 +567,7 @@ impl Cluster {
 
     /// The folder with the binaries, including `kubectl` and `helm`.
     pub fn bin_dir(&self) -> &Path {
-        &self.bin
+        self.admin.bin()
     }
 
     /// containerd's socket (for `ctr -a`).
@@ -592,45 +594,27 @@ impl Cluster {
 
     /// The client configuration of the admin kubeconfig.
     pub async fn config(&self) -> anyhow::Result<Config> {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
-        Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
+        self.admin.config().await
     }
 
     /// An admin client. Build one per test: a client belongs to the runtime it was made in.
     pub async fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::try_from(self.config().await?)?)
+        self.admin.client().await
     }
 
     /// `kubectl` with `KUBECONFIG` set and the bin folder first on `PATH`.
     pub fn kubectl(&self) -> Command {
-        self.tool("kubectl")
+        self.admin.kubectl()
     }
 
     /// `helm` like [`Cluster::kubectl`], with its cache, config and data in the run folder.
     pub fn helm(&self) -> Command {
-        let mut helm = self.tool("helm");
-        let home = self.run.join("helm");
-        helm.env("HELM_CACHE_HOME", home.join("cache"))
-            .env("HELM_CONFIG_HOME", home.join("config"))
-            .env("HELM_DATA_HOME", home.join("data"));
-        helm
-    }
-
-    fn tool(&self, name: &str) -> Command {
-        let mut command = Command::new(self.bin.join(name));
-        let path = std::env::var("PATH").unwrap_or_default();
-        command
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("PATH", format!("{}:{path}", self.bin.display()));
-        command
+        self.admin.helm()
     }
 
     /// Runs `kubectl` with `args` and returns its output, whatever its exit status.
     pub fn run_kubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
-        self.kubectl()
-            .args(args)
-            .output()
-            .context("running kubectl")
+        self.admin.run_kubectl(args)
     }
 
     /// Imports a docker-archive or OCI tar into containerd's `k8s.io` namespace, where the
@@ -670,18 +654,12 @@ impl Cluster {
             },
         );
         for component in self.components().iter_mut() {
-            let state = match component.child.try_wait() {
-                Ok(None) => "running".to_owned(),
-                Ok(Some(status)) => format!("exited ({status})"),
-                Err(err) => format!("unknown ({err})"),
-            };
-            let _ = writeln!(
-                out,
-                "--- {} {state}, log {} (last 25 lines):\n{}",
+            out.push_str(&describe(
                 component.name,
-                component.log.display(),
-                tail(&component.log, 25)
-            );
+                &mut component.child,
+                &component.log,
+                25,
+            ));
         }
         let mut section = |title: &str, command: &mut Command| {
             let text = match command.output() {
@@ -832,16 +810,4 @@ fn http_get_ok(addr: SocketAddr, path: &str) -> bool {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
-}
-
-/// The last `lines` lines of a log file, or why it could not be read.
-fn tail(path: &Path, lines: usize) -> String {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(err) => format!("(cannot read {}: {err})", path.display()),
-    }
 }
