@@ -391,10 +391,14 @@ async fn every_value_set_renders_and_passes_server_side_dry_run() {
             defaults.contains("NOT FOR PRODUCTION"),
             "the bundled Redis says what it is"
         );
-        ensure!(
-            defaults.contains("--appendonly"),
-            "the bundled Redis keeps an AOF"
-        );
+        // An AOF fsynced before each reply, and nothing evicted: queue mode's promises.
+        for needle in [
+            "- --appendonly\n            - \"yes\"\n",
+            "- --appendfsync\n            - always\n",
+            "- --maxmemory-policy\n            - noeviction\n",
+        ] {
+            ensure!(defaults.contains(needle), "bundled Redis: no {needle:?}");
+        }
         let external = template(
             plane,
             "dry",

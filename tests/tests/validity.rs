@@ -88,6 +88,62 @@ const CASES: &[(&str, bool)] = &[
     ("secret: {secretRef: {name: s}}", true),
     ("secret: {generate: {}, secretRef: {name: s}}", false),
     ("secret: {}", false),
+    ("delivery: {}", true),
+    (
+        "delivery: {mode: Queue, durability: Disk, retrySchedule: [5s, 1m, 1h30m], maxAttempts: 1000, maxAge: 720h, maxConcurrency: 1000, rateLimit: 1, paused: true, maxQueued: 1, maxQueuedBytes: 1Mi}",
+        true,
+    ),
+    ("delivery: {mode: Queue, durability: Memory}", true),
+    (
+        "delivery: {mode: Queue, retrySchedule: [720h], maxAttempts: 1}",
+        true,
+    ),
+    (
+        "delivery: {retrySchedule: [1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s]}",
+        true,
+    ),
+    (
+        "delivery: {retrySchedule: [1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s]}",
+        false,
+    ),
+    ("delivery: {retrySchedule: []}", false),
+    ("delivery: {retrySchedule: [5s, 0s]}", false),
+    ("delivery: {retrySchedule: [721h]}", false),
+    ("delivery: {retrySchedule: [719h60m1s]}", false),
+    ("delivery: {retrySchedule: [1.5s]}", false),
+    ("delivery: {retrySchedule: [1d]}", false),
+    ("delivery: {retrySchedule: ['0']}", false),
+    ("delivery: {maxAttempts: 0}", false),
+    ("delivery: {maxAttempts: 1001}", false),
+    ("delivery: {maxAge: 1h30m}", true),
+    ("delivery: {maxAge: 0s}", false),
+    ("delivery: {maxAge: 721h}", false),
+    ("delivery: {maxAge: forever}", false),
+    ("delivery: {maxConcurrency: 1}", true),
+    ("delivery: {maxConcurrency: 0}", false),
+    ("delivery: {maxConcurrency: 1001}", false),
+    ("delivery: {rateLimit: 4294967295}", true),
+    ("delivery: {rateLimit: 0}", false),
+    ("delivery: {maxQueued: 0}", false),
+    ("maxBodySize: 64Mi, delivery: {maxQueuedBytes: 64Mi}", true),
+    (
+        "maxBodySize: 64Ki, delivery: {maxQueuedBytes: '65536'}",
+        true,
+    ),
+    ("delivery: {maxQueuedBytes: 512Ki}", false),
+    ("maxBodySize: 2Mi, delivery: {maxQueuedBytes: 2M}", false),
+    ("delivery: {maxQueuedBytes: '0'}", false),
+    ("delivery: {maxQueuedBytes: 1.5Gi}", false),
+    ("delivery: {maxQueuedBytes: 256MB}", false),
+    ("delivery: {maxQueuedBytes: lots}", false),
+    ("delivery: {maxQueuedBytes: ' 64Mi'}", false),
+    ("delivery: {maxQueuedBytes: 1024Gi}", true),
+    ("delivery: {maxQueuedBytes: 1025Gi}", false),
+    ("delivery: {maxQueuedBytes: '99999999999999999999'}", false),
+    (
+        "delivery: {retrySchedule: ['0000000000000000000000000000000000000000000000000000000000000005s']}",
+        false,
+    ),
 ];
 
 /// BASE with `fields` merged in (a later key replaces an earlier one in a YAML flow map
@@ -228,14 +284,29 @@ fn field_values() -> impl Strategy<Value = String> {
         ", replay: {tolerance: 5m, window: 9m}",
         ", replay: {tolerance: 0s, window: 1h}",
     ]);
+    let delivery = prop::sample::select(vec![
+        "",
+        ", delivery: {}",
+        ", delivery: {mode: Queue, durability: Memory, retrySchedule: [1s, 1h], rateLimit: 5, maxQueuedBytes: 1Gi}",
+        ", delivery: {mode: Queue, paused: true, maxQueuedBytes: 64Ki}",
+        ", delivery: {retrySchedule: []}",
+        ", delivery: {retrySchedule: [5s, 0s]}",
+        ", delivery: {mode: Queue, maxAge: 721h}",
+        ", delivery: {maxAttempts: 0}",
+        ", delivery: {rateLimit: 0}",
+        ", delivery: {maxQueuedBytes: 1.5Gi}",
+    ]);
     (
         (path, upstream_path, port, timeout, key),
-        (scheme, generic, events, body, replay),
+        (scheme, generic, events, body, replay, delivery),
     )
         .prop_map(
-            |((path, upstream_path, port, timeout, key), (scheme, generic, events, body, replay))| {
+            |(
+                (path, upstream_path, port, timeout, key),
+                (scheme, generic, events, body, replay, delivery),
+            )| {
                 format!(
-                    "{{scheme: {scheme}, path: '{path}', upstream: {{port: {port}, timeout: {timeout}{upstream_path}}}{key}{generic}{events}, maxBodySize: '{body}'{replay}}}"
+                    "{{scheme: {scheme}, path: '{path}', upstream: {{port: {port}, timeout: {timeout}{upstream_path}}}{key}{generic}{events}, maxBodySize: '{body}'{replay}{delivery}}}"
                 )
             },
         )

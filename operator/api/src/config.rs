@@ -55,6 +55,10 @@ pub struct EndpointConfig {
     /// What to do when the dedup store cannot answer in time.
     #[serde(default)]
     pub store_unavailable: StoreUnavailable,
+    /// How verified deliveries reach the app: the sender waits for it (`Sync`), or the
+    /// sidecar answers once the delivery is durably queued (`Queue`).
+    #[serde(default, skip_serializing_if = "Delivery::is_default")]
+    pub delivery: Delivery,
 }
 
 /// Signature schemes Hookguard verifies.
@@ -182,6 +186,139 @@ pub enum StoreUnavailable {
     Reject,
     /// Forward without deduplication and count it in a metric.
     Allow,
+}
+
+/// Default retry schedule of queue mode: the delay before each retry after a failed attempt
+/// (Svix's schedule, about 27.6 hours in all).
+pub const DEFAULT_RETRY_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
+/// Default most attempts of one queued delivery: the first and one per scheduled retry.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Default oldest age of a queued delivery still attempted; older ones are dead-lettered.
+pub const DEFAULT_MAX_AGE: &str = "72h";
+/// Default most deliveries of one endpoint at one app (per sidecar) at once.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 10;
+/// Default most deliveries one endpoint holds in the queue (waiting, retrying or dead).
+pub const DEFAULT_MAX_QUEUED: u64 = 10_000;
+/// Default most body bytes one endpoint holds in the queue.
+pub const DEFAULT_MAX_QUEUED_BYTES: &str = "64Mi";
+
+/// How verified deliveries reach the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Delivery {
+    /// `Sync` (the default) or `Queue`.
+    #[serde(default)]
+    pub mode: DeliveryMode,
+    /// Queue mode: what a 2xx to the sender promises.
+    #[serde(default)]
+    pub durability: Durability,
+    /// Queue mode: the delay before each retry, e.g. `["5s", "5m", "30m"]`; past its end the
+    /// last delay repeats until `maxAttempts` or `maxAge`.
+    #[serde(default = "default_retry_schedule")]
+    pub retry_schedule: Vec<String>,
+    /// Queue mode: most attempts of one delivery before it is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Queue mode: a delivery older than this is dead-lettered instead of retried.
+    #[serde(default = "default_max_age")]
+    pub max_age: String,
+    /// Queue mode: most deliveries at the app at once, per sidecar.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// Queue mode: most deliveries started per second, per sidecar; unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    /// Queue mode: stop delivering (deliveries are still accepted up to the caps).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// Queue mode: most deliveries held for this endpoint (waiting, retrying or dead-lettered);
+    /// past it senders get 503 with `Retry-After`.
+    #[serde(default = "default_max_queued")]
+    pub max_queued: u64,
+    /// Queue mode: most bytes held for this endpoint (stored requests), e.g. `64Mi`.
+    #[serde(default = "default_max_queued_bytes")]
+    pub max_queued_bytes: String,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            mode: DeliveryMode::default(),
+            durability: Durability::default(),
+            retry_schedule: default_retry_schedule(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_age: default_max_age(),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            rate_limit: None,
+            paused: false,
+            max_queued: DEFAULT_MAX_QUEUED,
+            max_queued_bytes: default_max_queued_bytes(),
+        }
+    }
+}
+
+impl Delivery {
+    /// Whether every field has its default (then the file leaves `delivery` out).
+    pub fn is_default(&self) -> bool {
+        *self == Delivery::default()
+    }
+}
+
+/// Whether the sender waits for the app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+pub enum DeliveryMode {
+    /// The sender waits for the app; the app's answer is the sender's.
+    #[default]
+    Sync,
+    /// The sender gets 2xx once the delivery is durably queued; the sidecar then delivers it
+    /// to the app with retries and a dead-letter queue.
+    Queue,
+}
+
+/// What a queue-mode 2xx promises the sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+pub enum Durability {
+    /// On disk: Redis fsynced the delivery (`appendfsync always`, or `WAITAOF` on Redis or
+    /// Valkey 7.2 and later) before the 2xx. The sidecar refuses queue mode otherwise.
+    #[default]
+    Disk,
+    /// In the store's memory only: a Redis crash (or, for the in-memory store, a sidecar
+    /// restart) can lose deliveries already answered 2xx.
+    Memory,
+}
+
+impl Durability {
+    /// The name as written in configuration and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Disk => "Disk",
+            Durability::Memory => "Memory",
+        }
+    }
+}
+
+fn default_retry_schedule() -> Vec<String> {
+    DEFAULT_RETRY_SCHEDULE
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+fn default_max_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
+}
+fn default_max_age() -> String {
+    DEFAULT_MAX_AGE.to_owned()
+}
+fn default_max_concurrency() -> u32 {
+    DEFAULT_MAX_CONCURRENCY
+}
+fn default_max_queued() -> u64 {
+    DEFAULT_MAX_QUEUED
+}
+fn default_max_queued_bytes() -> String {
+    DEFAULT_MAX_QUEUED_BYTES.to_owned()
 }
 
 fn default_tolerance() -> String {

@@ -14,9 +14,16 @@ use serde::{Deserialize, Serialize};
 
 use kube::core::Message;
 
-use crate::config::{GenericOptions, Scheme, StoreUnavailable};
+use crate::config::{
+    DEFAULT_MAX_AGE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUED,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_RETRY_SCHEDULE, DeliveryMode, Durability, GenericOptions,
+    Scheme, StoreUnavailable,
+};
 use crate::names::{SIDECAR_ADMIN_PORT, SIDECAR_PORT};
-use crate::validation::{MAX_BODY_SIZE, MAX_EVENT_TYPE_LENGTH};
+use crate::validation::{
+    MAX_ATTEMPTS, MAX_BODY_SIZE, MAX_CONCURRENCY, MAX_EVENT_TYPE_LENGTH, MAX_RETRY_DELAY,
+    MAX_RETRY_DELAY_LENGTH, MAX_RETRY_SCHEDULE,
+};
 
 /// Matches a duration such as `500ms`, `30s`, `5m` or `1h30m` (whole numbers per unit).
 const DURATION_PATTERN: &str = "^([0-9]+(ns|us|ms|s|m|h))+$";
@@ -73,6 +80,47 @@ fn body_size_rule() -> String {
     )
 }
 
+/// CEL: a duration written as [`DURATION_PATTERN`], longer than zero and at most
+/// [`MAX_RETRY_DELAY`]; `var` names the value.
+fn bounded_duration_rule(var: &str) -> String {
+    let max_hours = MAX_RETRY_DELAY.as_secs() / 3600;
+    format!(
+        "{var}.matches('{DURATION_PATTERN}') && duration({var}) > duration('0s') && duration({var}) <= duration('{max_hours}h')"
+    )
+}
+fn retry_schedule_rule() -> String {
+    format!("self.all(d, {})", bounded_duration_rule("d"))
+}
+fn retry_schedule_length_message() -> Message {
+    Message::Message(format!(
+        "delivery.retrySchedule lists 1 to {MAX_RETRY_SCHEDULE} delays, such as [5s, 5m, 30m]"
+    ))
+}
+/// [`MAX_RETRY_DELAY`] as a message writes it: `720h (30 days)`.
+fn max_delay_text() -> String {
+    let hours = MAX_RETRY_DELAY.as_secs() / 3600;
+    format!("{hours}h ({} days)", hours / 24)
+}
+fn retry_schedule_message() -> Message {
+    Message::Message(format!(
+        "each delay of delivery.retrySchedule is a positive duration of at most {}, such as 5s, 5m or 1h30m",
+        max_delay_text()
+    ))
+}
+fn max_age_message() -> Message {
+    Message::Message(format!(
+        "delivery.maxAge is a positive duration of at most {}, such as 72h",
+        max_delay_text()
+    ))
+}
+/// CEL at the spec: `delivery.maxQueuedBytes` holds at least one body of `maxBodySize`. Either
+/// size written wrongly is its own field's error.
+fn queued_bytes_rule() -> String {
+    format!(
+        "!has(self.delivery) || !has(self.delivery.maxQueuedBytes) || !self.delivery.maxQueuedBytes.matches('{SIZE_PATTERN}') || !self.maxBodySize.matches('{SIZE_PATTERN}') || quantity(self.delivery.maxQueuedBytes).compareTo(quantity(self.maxBodySize)) >= 0"
+    )
+}
+
 /// A webhook endpoint: where a sender's deliveries arrive, how they are signed, and where
 /// verified deliveries go. The operator creates its signing Secret and the sidecar
 /// configuration; pods labelled `hookguard.dev/inject: "true"` get the verifying sidecar.
@@ -96,6 +144,7 @@ fn body_size_rule() -> String {
     printcolumn = r#"{"name":"Upstream","type":"integer","priority":1,"jsonPath":".spec.upstream.port"}"#
 )]
 #[x_kube(validation = Rule::new("!has(self.generic) || self.scheme == 'Generic'").message("spec.generic applies only to scheme Generic: remove it or set scheme: Generic"))]
+#[x_kube(validation = Rule::new(queued_bytes_rule()).message("delivery.maxQueuedBytes must be at least maxBodySize, or the largest delivery would never fit in the queue: raise it (e.g. 64Mi) or lower maxBodySize").field_path(".delivery.maxQueuedBytes"))]
 #[x_kube(validation = Rule::new("self.scheme != 'Generic' || !has(self.eventTypes) || size(self.eventTypes) == 0 || (has(self.generic) && has(self.generic.eventTypeHeader))").message("the Generic scheme needs spec.generic.eventTypeHeader to filter by spec.eventTypes"))]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookEndpointSpec {
@@ -156,9 +205,17 @@ pub struct WebhookEndpointSpec {
     pub max_body_size: String,
 
     /// What the sidecar does when the dedup store (Redis) cannot answer: Reject answers 503
-    /// so the sender retries later (safe); Allow forwards without deduplication.
+    /// so the sender retries later (safe); Allow forwards without deduplication. Sync mode
+    /// only: in Queue mode the store is the queue, and a store that cannot answer always
+    /// means 503.
     #[serde(default)]
     pub store_unavailable: StoreUnavailable,
+
+    /// How verified deliveries reach the app. Unset: mode Sync, the sender waits for the
+    /// app's answer. The queue settings are checked in Sync mode too, so switching to Queue
+    /// never uncovers an old mistake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
 
     /// Pods (labelled hookguard.dev/inject: "true") in this namespace that serve this
     /// endpoint, when they do not name endpoints in their hookguard.dev/endpoints annotation.
@@ -189,6 +246,104 @@ pub struct UpstreamSpec {
     #[serde(default = "default_upstream_timeout")]
     #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) > duration('0s')")).message("upstream.timeout is a positive duration such as 10s"))]
     pub timeout: String,
+}
+
+/// How verified deliveries reach the app: the sender waits for the app (Sync), or the
+/// sidecar answers as soon as the delivery is safely queued and delivers it later (Queue).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySpec {
+    /// Sync (the default): the sidecar forwards each verified delivery while the sender
+    /// waits, and the sender gets the app's answer. Queue: the sidecar answers 2xx as soon as
+    /// the verified delivery is durably stored in Redis, then delivers it to the app with
+    /// retries; a delivery out of attempts or too old goes to a dead-letter queue, from which
+    /// it can be replayed. The app gets each delivery at least once, so it must tolerate a
+    /// repeat. In Queue mode, Slack url_verification and interactive or slash-command
+    /// payloads stay synchronous: Slack needs the app's own answer to those.
+    #[serde(default)]
+    pub mode: DeliveryMode,
+
+    /// Queue mode: what a 2xx promises the sender. Disk (the default): the delivery is on
+    /// Redis's disk before the 2xx; Redis must fsync each write before answering
+    /// (appendonly yes with appendfsync always) or support WAITAOF (Redis or Valkey 7.2 and
+    /// later), and the sidecar refuses queue mode when it can do neither. Memory: the 2xx
+    /// follows the write to Redis's memory, accepting that a Redis crash (or a restart of a
+    /// sidecar on its in-memory store) loses deliveries already answered.
+    #[serde(default)]
+    pub durability: Durability,
+
+    /// Queue mode: the delay before each retry of a failed attempt, in order, e.g.
+    /// [5s, 5m, 30m]; past the end of the list its last delay repeats until maxAttempts or
+    /// maxAge ends the retries. 1 to 32 positive durations of at most 720h. Default: 5s, 5m,
+    /// 30m, 2h, 5h, 10h, 10h.
+    #[serde(default = "default_retry_schedule")]
+    #[schemars(length(max = MAX_RETRY_SCHEDULE), inner(length(max = MAX_RETRY_DELAY_LENGTH)))]
+    #[x_kube(validation = Rule::new("size(self) >= 1").message(retry_schedule_length_message()))]
+    #[x_kube(validation = Rule::new(retry_schedule_rule()).message(retry_schedule_message()))]
+    pub retry_schedule: Vec<String>,
+
+    /// Queue mode: most attempts of one delivery, the first included, before it goes to the
+    /// dead-letter queue; 1 to 1000 (1: no retries). Default: 8.
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1, max = MAX_ATTEMPTS))]
+    pub max_attempts: u32,
+
+    /// Queue mode: a delivery accepted longer ago than this goes to the dead-letter queue
+    /// instead of being retried; a positive duration of at most 720h. Default: 72h.
+    #[serde(default = "default_max_age")]
+    #[x_kube(validation = Rule::new(bounded_duration_rule("self")).message(max_age_message()))]
+    pub max_age: String,
+
+    /// Queue mode: most deliveries of this endpoint at the app at once, per sidecar: with
+    /// three replicas the app can see three times as many. 1 to 1000. Default: 10.
+    #[serde(default = "default_max_concurrency")]
+    #[schemars(range(min = 1, max = MAX_CONCURRENCY))]
+    pub max_concurrency: u32,
+
+    /// Queue mode: most deliveries started per second, per sidecar: with three replicas the
+    /// app can see three times as many. At least 1. Unset (the default): no limit. To stop
+    /// delivering, set paused instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = u32::MAX))]
+    pub rate_limit: Option<u32>,
+
+    /// Queue mode: true stops delivering to the app. The sidecar still verifies, stores and
+    /// answers new deliveries until maxQueued or maxQueuedBytes is reached, then answers 503
+    /// with Retry-After; set false to deliver what waits. Default: false.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// Queue mode: most deliveries held for this endpoint (waiting, retrying or
+    /// dead-lettered); when full, senders get 503 with Retry-After and retry later. At least
+    /// 1. Default: 10000.
+    #[serde(default = "default_max_queued")]
+    #[schemars(range(min = 1))]
+    pub max_queued: u64,
+
+    /// Queue mode: most body bytes held for this endpoint, e.g. 64Mi or 1Gi; at least
+    /// maxBodySize, so the largest delivery fits. When full, senders get 503 with
+    /// Retry-After. Give Redis memory for the sum over its endpoints. Default: 64Mi.
+    #[serde(default = "default_max_queued_bytes")]
+    #[x_kube(validation = Rule::new(format!("self.matches('{SIZE_PATTERN}')")).message("delivery.maxQueuedBytes is an integer with an optional unit: 67108864, 64Mi, 1Gi"))]
+    #[x_kube(validation = Rule::new(format!("!self.matches('{SIZE_PATTERN}') || quantity(self).compareTo(quantity('1024Gi')) <= 0")).message("delivery.maxQueuedBytes is at most 1024Gi"))]
+    pub max_queued_bytes: String,
+}
+
+impl Default for DeliverySpec {
+    fn default() -> Self {
+        DeliverySpec {
+            mode: DeliveryMode::default(),
+            durability: Durability::default(),
+            retry_schedule: default_retry_schedule(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_age: default_max_age(),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            rate_limit: None,
+            paused: false,
+            max_queued: DEFAULT_MAX_QUEUED,
+            max_queued_bytes: default_max_queued_bytes(),
+        }
+    }
 }
 
 /// Where the signing secret comes from. Exactly one of `generate` and `secretRef`.
@@ -355,6 +510,24 @@ fn default_tolerance() -> String {
 fn default_window() -> String {
     crate::config::DEFAULT_WINDOW.to_owned()
 }
+fn default_retry_schedule() -> Vec<String> {
+    DEFAULT_RETRY_SCHEDULE.map(str::to_owned).to_vec()
+}
+fn default_max_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
+}
+fn default_max_age() -> String {
+    DEFAULT_MAX_AGE.to_owned()
+}
+fn default_max_concurrency() -> u32 {
+    DEFAULT_MAX_CONCURRENCY
+}
+fn default_max_queued() -> u64 {
+    DEFAULT_MAX_QUEUED
+}
+fn default_max_queued_bytes() -> String {
+    DEFAULT_MAX_QUEUED_BYTES.to_owned()
+}
 fn default_grace_period() -> String {
     DEFAULT_GRACE_PERIOD.to_owned()
 }
@@ -384,6 +557,44 @@ mod tests {
         assert_eq!(endpoint.spec.replay, ReplaySpec::default());
         assert_eq!(endpoint.spec.upstream.timeout, "10s");
         assert_eq!(endpoint.spec.rotation.grace_period, "24h");
+    }
+
+    /// The descriptions state the defaults in prose; the schema's defaults come from
+    /// `config.rs`. This keeps the two saying the same.
+    #[test]
+    fn each_delivery_field_describes_its_default() {
+        let crd = serde_json::to_value(WebhookEndpoint::crd()).unwrap();
+        let fields = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["delivery"]["properties"];
+        let fields = fields.as_object().unwrap();
+        assert_eq!(fields.len(), 10);
+        for (name, field) in fields {
+            // Unwrapped as `crdgen` does.
+            let description = field["description"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let Some(default) = field.get("default") else {
+                assert!(description.contains("Unset (the default)"), "{name}");
+                continue;
+            };
+            let written = match default {
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|item| item.as_str().unwrap())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            assert!(
+                description.contains(&format!("Default: {written}."))
+                    || description.contains(&format!("{written} (the default)")),
+                "{name}: {description:?} does not name the default {written}"
+            );
+        }
     }
 
     #[test]

@@ -14,5 +14,6 @@ pub mod units;
 pub mod validation;
 
 pub use config::{
-    EndpointConfig, GenericOptions, IdempotencyKey, Replay, Scheme, StoreUnavailable, Upstream,
+    Delivery, DeliveryMode, Durability, EndpointConfig, GenericOptions, IdempotencyKey, Replay,
+    Scheme, StoreUnavailable, Upstream,
 };

@@ -56,6 +56,11 @@ pub fn sidecar_config_name(endpoint: &str) -> String {
 
 /// Header the sidecar adds to a forwarded request: the verified delivery ID.
 pub const HEADER_DELIVERY_ID: &str = "x-hookguard-delivery-id";
+/// Header the sidecar adds to a queued delivery: which attempt this is (1 for the first).
+pub const HEADER_ATTEMPT: &str = "x-hookguard-attempt";
+/// Header the sidecar adds to a queued delivery: when the sidecar received it, in Unix
+/// seconds.
+pub const HEADER_RECEIVED_AT: &str = "x-hookguard-received-at";
 /// Header the sidecar adds to a forwarded request: the endpoint's name.
 pub const HEADER_ENDPOINT: &str = "x-hookguard-endpoint";
 /// Header on answers the sidecar makes itself (never on the app's answers): why it answered.

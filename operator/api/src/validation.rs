@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use crate::config::{EndpointConfig, GenericOptions, IdempotencyKey, Replay, Scheme, Upstream};
+use crate::config::{
+    Delivery, DeliveryMode, Durability, EndpointConfig, GenericOptions, IdempotencyKey, Replay,
+    Scheme, Upstream,
+};
 use crate::names::{SIDECAR_ADMIN_PORT, SIDECAR_PORT};
 use crate::units::{parse_duration, parse_size};
 
@@ -30,6 +33,19 @@ pub const MAX_EVENT_TYPES: usize = 256;
 pub const MAX_EVENT_TYPE_LENGTH: usize = 256;
 /// Longest endpoint ID.
 pub const MAX_ENDPOINT_ID_LENGTH: usize = 64;
+/// Most entries in `delivery.retrySchedule`.
+pub const MAX_RETRY_SCHEDULE: usize = 32;
+/// Most `delivery.maxAttempts`.
+pub const MAX_ATTEMPTS: u32 = 1000;
+/// Most `delivery.maxConcurrency`.
+pub const MAX_CONCURRENCY: u32 = 1000;
+/// Longest text of one delay in `delivery.retrySchedule` (the CRD's CEL cost budget needs a
+/// bound).
+pub const MAX_RETRY_DELAY_LENGTH: usize = 64;
+/// Largest `delivery.maxQueuedBytes`.
+pub const MAX_QUEUED_BYTES: u64 = 1 << 40;
+/// Longest delay in `delivery.retrySchedule`, and longest `delivery.maxAge`: 30 days.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The Generic scheme's signature header when `generic.signatureHeader` is unset.
 pub const DEFAULT_GENERIC_SIGNATURE_HEADER: &str = "x-signature";
 /// The Generic scheme's delivery-ID header when `generic.deliveryIdHeader` is unset.
@@ -101,6 +117,47 @@ pub struct Checked {
     pub window: Duration,
     /// Largest accepted body in bytes.
     pub max_body_size: u64,
+    /// How deliveries reach the app.
+    pub delivery: CheckedDelivery,
+}
+
+/// `delivery`, parsed. The queue fields are checked in `Sync` mode too, so switching the
+/// mode never uncovers an old mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedDelivery {
+    /// Sync or Queue.
+    pub mode: DeliveryMode,
+    /// What a queue-mode 2xx promises.
+    pub durability: Durability,
+    /// Delay before each retry; never empty.
+    pub retry_schedule: Vec<Duration>,
+    /// Most attempts, at least 1.
+    pub max_attempts: u32,
+    /// Oldest age still attempted.
+    pub max_age: Duration,
+    /// Most deliveries at the app at once, per sidecar; at least 1.
+    pub max_concurrency: u32,
+    /// Most deliveries started per second, per sidecar.
+    pub rate_limit: Option<u32>,
+    /// Delivery stopped; admission continues up to the caps.
+    pub paused: bool,
+    /// Most deliveries held; at least 1.
+    pub max_queued: u64,
+    /// Most body bytes held; at least the largest body.
+    pub max_queued_bytes: u64,
+}
+
+impl CheckedDelivery {
+    /// The delay before retry number `retry` (1 = the first retry, after attempt 1 failed):
+    /// the schedule's entry, or its last entry past its end.
+    pub fn delay_before_retry(&self, retry: u32) -> Duration {
+        let index = usize::try_from(retry.saturating_sub(1)).unwrap_or(usize::MAX);
+        self.retry_schedule
+            .get(index)
+            .or(self.retry_schedule.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(5))
+    }
 }
 
 /// Checks every field of one endpoint's configuration, in file order, and parses them.
@@ -148,6 +205,7 @@ pub fn check(config: &EndpointConfig) -> Result<Checked, Invalid> {
     };
     event_types(config.scheme, &generic, &config.event_types)?;
     let max_body_size = max_body_size(&config.max_body_size)?;
+    let delivery = delivery(&config.delivery, max_body_size)?;
     Ok(Checked {
         generic,
         key_source,
@@ -155,6 +213,7 @@ pub fn check(config: &EndpointConfig) -> Result<Checked, Invalid> {
         tolerance,
         window,
         max_body_size,
+        delivery,
     })
 }
 
@@ -470,6 +529,95 @@ fn max_body_size(text: &str) -> Result<u64, Invalid> {
         ));
     }
     Ok(size)
+}
+
+fn delivery(delivery: &Delivery, max_body_size: u64) -> Result<CheckedDelivery, Invalid> {
+    if delivery.retry_schedule.is_empty() || delivery.retry_schedule.len() > MAX_RETRY_SCHEDULE {
+        return Err(Invalid::new(
+            "delivery.retrySchedule",
+            format!("must list 1 to {MAX_RETRY_SCHEDULE} delays, like [5s, 5m, 30m]"),
+        ));
+    }
+    let mut retry_schedule = Vec::with_capacity(delivery.retry_schedule.len());
+    for text in &delivery.retry_schedule {
+        if text.len() > MAX_RETRY_DELAY_LENGTH {
+            return Err(Invalid::new(
+                "delivery.retrySchedule",
+                format!(
+                    "each delay is at most {MAX_RETRY_DELAY_LENGTH} characters, like 5m or 1h30m"
+                ),
+            ));
+        }
+        let delay = positive_duration("delivery.retrySchedule", text)?;
+        if delay > MAX_RETRY_DELAY {
+            return Err(Invalid::new(
+                "delivery.retrySchedule",
+                format!("{text} is longer than 720h (30 days)"),
+            ));
+        }
+        retry_schedule.push(delay);
+    }
+    if delivery.max_attempts == 0 || delivery.max_attempts > MAX_ATTEMPTS {
+        return Err(Invalid::new(
+            "delivery.maxAttempts",
+            format!("must be 1 to {MAX_ATTEMPTS} (1: no retries)"),
+        ));
+    }
+    let max_age = positive_duration("delivery.maxAge", &delivery.max_age)?;
+    if max_age > MAX_RETRY_DELAY {
+        return Err(Invalid::new(
+            "delivery.maxAge",
+            format!("{} is longer than 720h (30 days)", delivery.max_age),
+        ));
+    }
+    if delivery.max_concurrency == 0 || delivery.max_concurrency > MAX_CONCURRENCY {
+        return Err(Invalid::new(
+            "delivery.maxConcurrency",
+            format!("must be 1 to {MAX_CONCURRENCY} (1: one delivery at a time)"),
+        ));
+    }
+    if delivery.rate_limit == Some(0) {
+        return Err(Invalid::new(
+            "delivery.rateLimit",
+            "must be at least 1 delivery per second; to stop delivering set delivery.paused: true",
+        ));
+    }
+    if delivery.max_queued == 0 {
+        return Err(Invalid::new("delivery.maxQueued", "must be at least 1"));
+    }
+    let field = "delivery.maxQueuedBytes";
+    let text = &delivery.max_queued_bytes;
+    let max_queued_bytes = parse_size(text).map_err(|err| Invalid::new(field, err.to_string()))?;
+    if text.trim() != text {
+        return Err(Invalid::new(
+            field,
+            format!("{text:?} has spaces around it: write it like 64Mi or 1Gi"),
+        ));
+    }
+    if max_queued_bytes > MAX_QUEUED_BYTES {
+        return Err(Invalid::new(field, format!("{text} is more than 1024Gi")));
+    }
+    if max_queued_bytes < max_body_size {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{} is smaller than maxBodySize: the largest delivery would never fit",
+                delivery.max_queued_bytes
+            ),
+        ));
+    }
+    Ok(CheckedDelivery {
+        mode: delivery.mode,
+        durability: delivery.durability,
+        retry_schedule,
+        max_attempts: delivery.max_attempts,
+        max_age,
+        max_concurrency: delivery.max_concurrency,
+        rate_limit: delivery.rate_limit,
+        paused: delivery.paused,
+        max_queued: delivery.max_queued,
+        max_queued_bytes,
+    })
 }
 
 #[cfg(test)]

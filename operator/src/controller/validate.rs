@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use hookguard_api::config::{EndpointConfig, IdempotencyKey, Replay, Upstream};
-use hookguard_api::crd::{WebhookEndpoint, WebhookEndpointSpec};
+use hookguard_api::config::{Delivery, EndpointConfig, IdempotencyKey, Replay, Upstream};
+use hookguard_api::crd::{DeliverySpec, WebhookEndpoint, WebhookEndpointSpec};
 use hookguard_api::names::SIDECAR_SECRET_ROOT;
 use hookguard_api::validation::{self, Invalid};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -160,7 +160,24 @@ pub fn sidecar_config(
         event_types: spec.event_types.clone(),
         max_body_size: spec.max_body_size.clone(),
         store_unavailable: spec.store_unavailable,
+        delivery: spec.delivery.as_ref().map(delivery).unwrap_or_default(),
     })
+}
+
+/// `spec.delivery` in the file's form, field for field; unset is the file's default.
+fn delivery(spec: &DeliverySpec) -> Delivery {
+    Delivery {
+        mode: spec.mode,
+        durability: spec.durability,
+        retry_schedule: spec.retry_schedule.clone(),
+        max_attempts: spec.max_attempts,
+        max_age: spec.max_age.clone(),
+        max_concurrency: spec.max_concurrency,
+        rate_limit: spec.rate_limit,
+        paused: spec.paused,
+        max_queued: spec.max_queued,
+        max_queued_bytes: spec.max_queued_bytes.clone(),
+    }
 }
 
 /// Where the keys come from, parsed.
@@ -257,6 +274,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn delivery_maps_field_for_field_and_stays_out_of_the_file_when_default() {
+        let valid = validate(&endpoint(
+            "spec: {scheme: Stripe, path: /h, upstream: {port: 1},\n  \
+             delivery: {mode: Queue, durability: Memory, retrySchedule: [1s, 1m], maxAttempts: 3,\n  \
+             maxAge: 1h, maxConcurrency: 2, rateLimit: 5, paused: true, maxQueued: 100,\n  \
+             maxQueuedBytes: 1Gi}}",
+        ))
+        .unwrap();
+        assert_eq!(
+            valid.config.delivery,
+            Delivery {
+                mode: hookguard_api::DeliveryMode::Queue,
+                durability: hookguard_api::Durability::Memory,
+                retry_schedule: vec!["1s".into(), "1m".into()],
+                max_attempts: 3,
+                max_age: "1h".into(),
+                max_concurrency: 2,
+                rate_limit: Some(5),
+                paused: true,
+                max_queued: 100,
+                max_queued_bytes: "1Gi".into(),
+            }
+        );
+
+        for spec in [
+            "spec: {scheme: Stripe, path: /h, upstream: {port: 1}}",
+            "spec: {scheme: Stripe, path: /h, upstream: {port: 1}, delivery: {}}",
+        ] {
+            let valid = validate(&endpoint(spec)).unwrap();
+            assert_eq!(valid.config.delivery, Delivery::default(), "{spec}");
+            let file = serde_json::to_string(&valid.config).unwrap();
+            assert!(!file.contains("delivery"), "{file}");
+        }
+    }
+
     #[rstest::rstest]
     #[case::relative_path("path: hook, upstream: {port: 80}", "spec.path")]
     #[case::port_zero("path: /h, upstream: {port: 0}", "spec.upstream.port: 0 is not a port")]
@@ -292,6 +345,34 @@ mod tests {
     #[case::both_keys(
         "path: /h, upstream: {port: 80}, idempotencyKey: {header: a, jsonPointer: /b}",
         "idempotencyKey"
+    )]
+    #[case::empty_schedule(
+        "path: /h, upstream: {port: 80}, delivery: {retrySchedule: []}",
+        "spec.delivery.retrySchedule: must list 1 to 32"
+    )]
+    #[case::zero_delay(
+        "path: /h, upstream: {port: 80}, delivery: {retrySchedule: [5s, 0s]}",
+        "spec.delivery.retrySchedule: must be longer than zero"
+    )]
+    #[case::long_delay(
+        "path: /h, upstream: {port: 80}, delivery: {retrySchedule: [721h]}",
+        "longer than 720h"
+    )]
+    #[case::no_attempts(
+        "path: /h, upstream: {port: 80}, delivery: {maxAttempts: 0}",
+        "spec.delivery.maxAttempts"
+    )]
+    #[case::no_concurrency(
+        "path: /h, upstream: {port: 80}, delivery: {maxConcurrency: 0}",
+        "spec.delivery.maxConcurrency"
+    )]
+    #[case::zero_rate(
+        "path: /h, upstream: {port: 80}, delivery: {rateLimit: 0}",
+        "delivery.paused: true"
+    )]
+    #[case::queue_below_body(
+        "path: /h, upstream: {port: 80}, maxBodySize: 2Mi, delivery: {maxQueuedBytes: 1Mi}",
+        "smaller than maxBodySize"
     )]
     #[case::fast_rotation(
         "path: /h, upstream: {port: 80}, rotation: {every: 30m}",
