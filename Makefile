@@ -24,7 +24,7 @@ test: test-deps control-plane ## every test: unit, vectors, real redis-server, r
 e2e: node-deps images ## Hookguard on a real one-node cluster: node smoke test, then helm install to uninstall (root)
 	$(CARGO) test -p hookguard-tests --features node --locked --no-fail-fast --test node_smoke --test e2e -- --nocapture
 
-test-deps: ## install what the tests run from the OS packages when missing: redis-server, curl, kill (procps)
+test-deps: ## install what the tests run when missing: redis-server, curl, kill (procps); Valkey 8 from bookworm-backports into the cache
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
@@ -34,6 +34,8 @@ test-deps: ## install what the tests run from the OS packages when missing: redi
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; \
 	fi
+	@# Valkey (>= 7.2, for WAITAOF) unpacked into the cache, beside the system's redis-server.
+	tests/valkey-deps.sh >/dev/null
 
 control-plane: ## build kube-apiserver, etcd, kube-controller-manager, kubelet, kube-proxy, kube-scheduler (+ helm, kubectl) into the cache, once
 	tests/control-plane/build.sh
