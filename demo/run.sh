@@ -27,9 +27,10 @@ app_port=$(free_port); port=$(free_port); admin_port=$(free_port)
 # Two endpoints, laid out as the operator's ConfigMaps and Secrets would be mounted.
 generic_secret=$(openssl rand -hex 32)
 svix_key_b64=$(openssl rand -base64 24)
-mkdir -p "$work/endpoints" "$work/secrets/orders" "$work/secrets/billing"
+mkdir -p "$work/endpoints" "$work/secrets/orders" "$work/secrets/billing" "$work/secrets/shipments"
 printf '%s' "$generic_secret" > "$work/secrets/orders/k1"
 printf 'whsec_%s' "$svix_key_b64" > "$work/secrets/billing/k1"
+printf '%s' "$generic_secret" > "$work/secrets/shipments/k1"
 cat > "$work/endpoints/orders.json" <<JSON
 {"name": "orders", "endpointId": "demo-orders", "path": "/webhooks/orders", "scheme": "Generic",
  "upstream": {"port": $app_port, "path": "/orders"}, "secretDir": "$work/secrets/orders"}
@@ -38,6 +39,14 @@ cat > "$work/endpoints/billing.json" <<JSON
 {"name": "billing", "endpointId": "demo-billing", "path": "/webhooks/billing", "scheme": "StandardWebhooks",
  "upstream": {"port": $app_port, "path": "/billing"}, "secretDir": "$work/secrets/billing",
  "replay": {"tolerance": "5m", "window": "1h"}}
+JSON
+
+# Queue mode: the sender gets 200 once the delivery is stored; the sidecar then delivers it,
+# retrying after 1 s. The in-memory store is not durable, so the file says it accepts that.
+cat > "$work/endpoints/shipments.json" <<JSON
+{"name": "shipments", "endpointId": "demo-shipments", "path": "/webhooks/shipments", "scheme": "Generic",
+ "upstream": {"port": $app_port, "path": "/shipments"}, "secretDir": "$work/secrets/shipments",
+ "delivery": {"mode": "Queue", "durability": "Memory", "retrySchedule": ["1s"], "maxAttempts": 3}}
 JSON
 
 python3 demo/app.py "$app_port" &
@@ -87,8 +96,28 @@ svix_body='{"type":"invoice.paid","data":{"id":"in_77"}}'
 row "Standard Webhooks: valid, fresh"          "200"            msg_1 -X POST "$url/webhooks/billing" -H "webhook-id: msg_1" -H "webhook-timestamp: $now" -H "webhook-signature: v1,$(svix_sig msg_1 "$now" "$svix_body")" --data-binary "$svix_body"
 stale=$((now - 600))
 row "Standard Webhooks: stale (10 min old)"    "401 unauthorized" msg_2 -X POST "$url/webhooks/billing" -H "webhook-id: msg_2" -H "webhook-timestamp: $stale" -H "webhook-signature: v1,$(svix_sig msg_2 "$stale" "$svix_body")" --data-binary "$svix_body"
+ship='{"id":"shp_1","status":"shipped"}'
+row "Queue mode: valid delivery"               "200 queued"     s-1 -X POST "$url/webhooks/shipments" -H "X-Signature: $(hex_hmac "$generic_secret" "$ship")" -H "X-Delivery-Id: s-1" --data-binary "$ship"
+poison='{"id":"shp_2","status":"poison"}'
+row "Queue mode: a delivery the app refuses"   "200 queued"     s-2 -X POST "$url/webhooks/shipments" -H "X-Signature: $(hex_hmac "$generic_secret" "$poison")" -H "X-Delivery-Id: s-2" --data-binary "$poison"
 row "Unknown path"                             "404 not_found"  none -X POST "$url/webhooks/nope" --data-binary "$body"
 row "GET instead of POST"                      "405 method_not_allowed" none "$url/webhooks/orders"
+
+# The app answers s-1's first attempt with 503 and its second (1 s later) with 200; it
+# refuses s-2 with 422, a permanent refusal, so s-2 goes to the dead-letter queue.
+for _ in $(seq 100); do
+  [ "$(reached s-1)" -ge 2 ] && [ "$(curl -fsS "http://127.0.0.1:$admin_port/queue" | python3 -c 'import json,sys; print([e for e in json.load(sys.stdin)["endpoints"] if e["name"]=="shipments"][0]["stats"]["dead"])')" = 1 ] && break
+  sleep 0.1
+done
+echo
+echo "Queue mode, a moment later: s-1 reached the app $(reached s-1)x (503, then 200); the dead-letter queue holds:"
+dead=$(curl -fsS "http://127.0.0.1:$admin_port/queue/shipments/dead")
+printf '%s\n' "$dead" | python3 -c 'import json,sys; [print("  %s: %s after %d attempt(s)" % (d["deliveryId"], d["reason"], d["attempts"])) for d in json.load(sys.stdin)["deadLetters"]]'
+if [ "$(reached s-1)" != 2 ] || ! printf '%s' "$dead" | grep -q '"s-2"'; then
+  echo "demo: queue mode did not deliver s-1 on its second attempt and dead-letter s-2" >&2
+  failures=$((failures + 1))
+fi
+echo "  (replay one: curl -X POST http://127.0.0.1:$admin_port/queue/shipments/dead/s-2/replay)"
 
 echo
 echo "Metrics (http://127.0.0.1:$admin_port/metrics), requests by outcome:"

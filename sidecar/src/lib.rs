@@ -9,6 +9,10 @@
 //! [`config`] is parsed before anything is bound; [`server`] binds and drains; [`reload`]
 //! follows mounted ConfigMaps and Secrets; [`admin`] serves health and [`metrics`]. [`sign`]
 //! is the sender's side of each scheme, for tests and tools.
+//!
+//! In queue mode (`delivery.mode: Queue`) the request path ends at the [`queue`] instead: the
+//! verified delivery is admitted in place of the claim and answered once stored, and a
+//! [`queue::worker`] delivers it to the app later.
 
 pub mod admin;
 pub mod background;
@@ -16,6 +20,7 @@ pub mod config;
 pub mod dedup;
 pub mod forward;
 pub mod metrics;
+pub mod queue;
 pub mod reload;
 pub mod rescue;
 pub mod route;

@@ -54,11 +54,78 @@ pub enum StoreOperation {
     release,
     /// Readiness ping.
     ping,
+    /// Queueing a delivery (queue mode).
+    admit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AttemptLabels {
+    endpoint: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PromiseLabels {
+    promise: &'static str,
+}
+
+/// How a queued delivery's attempt was settled, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The app answered 2xx; committed.
+    Committed,
+    /// Failed; retried later, spending an attempt.
+    Retried,
+    /// The app asked to wait (429/503 with Retry-After); retried later without spending one.
+    Deferred,
+    /// Moved to the dead-letter queue.
+    DeadLettered,
+    /// The settlement could not be written; the delivery is taken again after its lease.
+    Unsettled,
+}
+
+impl AttemptResult {
+    /// Every result, in declaration order (the index is the discriminant).
+    pub const ALL: [AttemptResult; 5] = [
+        AttemptResult::Committed,
+        AttemptResult::Retried,
+        AttemptResult::Deferred,
+        AttemptResult::DeadLettered,
+        AttemptResult::Unsettled,
+    ];
+
+    /// The metric label and log word.
+    pub fn label(self) -> &'static str {
+        match self {
+            AttemptResult::Committed => "committed",
+            AttemptResult::Retried => "retried",
+            AttemptResult::Deferred => "deferred",
+            AttemptResult::DeadLettered => "dead_lettered",
+            AttemptResult::Unsettled => "unsettled",
+        }
+    }
+}
+
+/// The store promises a queue-mode 2xx can carry, as metric labels.
+const PROMISE_LABELS: [&str; 4] = ["unknown", "fsync", "waitaof", "memory"];
+
+/// Queue gauges, one family each, by endpoint.
+#[derive(Debug, Clone, Default)]
+struct QueueGauges {
+    ready: Family<EndpointLabels, Gauge>,
+    in_flight: Family<EndpointLabels, Gauge>,
+    scheduled: Family<EndpointLabels, Gauge>,
+    dead: Family<EndpointLabels, Gauge>,
+    held: Family<EndpointLabels, Gauge>,
+    held_bytes: Family<EndpointLabels, Gauge>,
+    oldest_age: Family<EndpointLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    dead_oldest_age: Family<EndpointLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    memory_durability: Family<EndpointLabels, Gauge>,
 }
 
 /// Every metric of the sidecar.
@@ -78,6 +145,10 @@ pub struct Metrics {
     memory_evictions: Counter,
     memory_entries: Gauge,
     memory_bytes: Gauge,
+    queue: QueueGauges,
+    attempts: Family<AttemptLabels, Counter>,
+    admit_duration: Family<EndpointLabels, Histogram>,
+    promise: Family<PromiseLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -172,6 +243,7 @@ impl Metrics {
             "Accounted bytes in the in-memory store",
             memory_bytes.clone(),
         );
+        let (queue, attempts, admit_duration, promise) = register_queue(&mut registry);
         Metrics {
             registry,
             requests,
@@ -187,6 +259,47 @@ impl Metrics {
             memory_evictions,
             memory_entries,
             memory_bytes,
+            queue,
+            attempts,
+            admit_duration,
+            promise,
+        }
+    }
+
+    /// Handles for one queue-mode endpoint.
+    pub fn queue(&self, name: &str) -> QueueMetrics {
+        let labels = EndpointLabels {
+            endpoint: name.to_owned(),
+        };
+        let gauges = &self.queue;
+        QueueMetrics {
+            ready: gauges.ready.get_or_create(&labels).clone(),
+            in_flight: gauges.in_flight.get_or_create(&labels).clone(),
+            scheduled: gauges.scheduled.get_or_create(&labels).clone(),
+            dead: gauges.dead.get_or_create(&labels).clone(),
+            held: gauges.held.get_or_create(&labels).clone(),
+            held_bytes: gauges.held_bytes.get_or_create(&labels).clone(),
+            oldest_age: gauges.oldest_age.get_or_create(&labels).clone(),
+            dead_oldest_age: gauges.dead_oldest_age.get_or_create(&labels).clone(),
+            memory_durability: gauges.memory_durability.get_or_create(&labels).clone(),
+            attempts: AttemptResult::ALL.map(|result| {
+                self.attempts
+                    .get_or_create(&AttemptLabels {
+                        endpoint: name.to_owned(),
+                        result: result.label(),
+                    })
+                    .clone()
+            }),
+            admit_duration: self.admit_duration.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// Records what the store promises now (`promise` is one of its labels).
+    pub fn store_promise(&self, promise: &'static str) {
+        for label in PROMISE_LABELS {
+            self.promise
+                .get_or_create(&PromiseLabels { promise: label })
+                .set(i64::from(label == promise));
         }
     }
 
@@ -265,6 +378,89 @@ impl Metrics {
     }
 }
 
+/// Registers the queue-mode metrics.
+#[allow(clippy::type_complexity)] // Four families, named where they are destructured.
+fn register_queue(
+    registry: &mut Registry,
+) -> (
+    QueueGauges,
+    Family<AttemptLabels, Counter>,
+    Family<EndpointLabels, Histogram>,
+    Family<PromiseLabels, Gauge>,
+) {
+    let queue = QueueGauges::default();
+    for (name, help, family) in [
+        (
+            "queue_ready",
+            "Queued deliveries waiting for their first or next attempt",
+            &queue.ready,
+        ),
+        (
+            "queue_in_flight",
+            "Queued deliveries taken by a sidecar and not settled yet",
+            &queue.in_flight,
+        ),
+        (
+            "queue_scheduled_retries",
+            "Queued deliveries waiting for a scheduled retry",
+            &queue.scheduled,
+        ),
+        (
+            "queue_dead_letters",
+            "Deliveries in the dead-letter queue",
+            &queue.dead,
+        ),
+        (
+            "queue_held",
+            "Deliveries the endpoint holds (what delivery.maxQueued bounds)",
+            &queue.held,
+        ),
+        (
+            "queue_held_bytes",
+            "Bytes the endpoint holds (what delivery.maxQueuedBytes bounds)",
+            &queue.held_bytes,
+        ),
+        (
+            "queue_memory_durability",
+            "1 when the endpoint runs queue mode with durability Memory: a store crash can lose answered deliveries",
+            &queue.memory_durability,
+        ),
+    ] {
+        registry.register(name, help, family.clone());
+    }
+    registry.register(
+        "queue_oldest_age_seconds",
+        "Age of the oldest queued delivery not yet settled (ready, in flight or scheduled)",
+        queue.oldest_age.clone(),
+    );
+    registry.register(
+        "queue_dead_letter_oldest_age_seconds",
+        "Time since the oldest dead letter failed",
+        queue.dead_oldest_age.clone(),
+    );
+    let attempts = Family::<AttemptLabels, Counter>::default();
+    registry.register(
+        "queue_attempts",
+        "Attempts to deliver queued deliveries to the app, by how they were settled",
+        attempts.clone(),
+    );
+    let admit_duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
+        latency_histogram as fn() -> Histogram,
+    );
+    registry.register(
+            "queue_admit_duration_seconds",
+            "Time to queue a delivery, including the wait for the store's durability (fsync or WAITAOF)",
+            admit_duration.clone(),
+        );
+    let promise = Family::<PromiseLabels, Gauge>::default();
+    registry.register(
+            "queue_store_promise",
+            "1 for what the store promises a queued delivery: fsync, waitaof, memory, or unknown before it connected",
+            promise.clone(),
+        );
+    (queue, attempts, admit_duration, promise)
+}
+
 /// One endpoint's metric handles, resolved at config load.
 #[derive(Debug, Clone)]
 pub struct EndpointMetrics {
@@ -299,5 +495,54 @@ impl EndpointMetrics {
     /// Counts a delivery forwarded without deduplication.
     pub fn dedup_skipped(&self) {
         self.dedup_skipped.inc();
+    }
+}
+
+/// One queue-mode endpoint's metric handles.
+#[derive(Debug, Clone)]
+pub struct QueueMetrics {
+    ready: Gauge,
+    in_flight: Gauge,
+    scheduled: Gauge,
+    dead: Gauge,
+    held: Gauge,
+    held_bytes: Gauge,
+    oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    dead_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    memory_durability: Gauge,
+    attempts: [Counter; AttemptResult::ALL.len()],
+    admit_duration: Histogram,
+}
+
+impl QueueMetrics {
+    /// Counts one settled attempt.
+    pub fn attempt(&self, result: AttemptResult) {
+        self.attempts[result as usize].inc();
+    }
+
+    /// Records how long one admission took.
+    pub fn admitted(&self, elapsed: std::time::Duration) {
+        self.admit_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Whether the endpoint accepts the weaker durability.
+    pub fn set_memory_durability(&self, memory: bool) {
+        self.memory_durability.set(i64::from(memory));
+    }
+
+    /// Sets the gauges from a count of the queue taken at `now_ms`.
+    pub fn observe(&self, stats: &crate::queue::QueueStats, now_ms: u64) {
+        let set = |gauge: &Gauge, value: u64| gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        set(&self.ready, stats.ready);
+        set(&self.in_flight, stats.in_flight);
+        set(&self.scheduled, stats.scheduled);
+        set(&self.dead, stats.dead);
+        set(&self.held, stats.held);
+        set(&self.held_bytes, stats.held_bytes);
+        #[allow(clippy::cast_precision_loss)] // Ages in ms fit an f64 exactly for millennia.
+        let age =
+            |since: Option<u64>| since.map_or(0.0, |ms| now_ms.saturating_sub(ms) as f64 / 1000.0);
+        self.oldest_age.set(age(stats.oldest_received_ms));
+        self.dead_oldest_age.set(age(stats.oldest_dead_ms));
     }
 }

@@ -49,11 +49,18 @@ pub enum Outcome {
     UpstreamUnreachable,
     /// The connection to the app broke after the request was sent.
     UpstreamBroken,
+    /// Queue mode: stored as durably as the endpoint asks; answered 200, delivered later.
+    Queued,
+    /// Queue mode: the endpoint holds its most deliveries or bytes: 503 with `Retry-After`.
+    QueueFull,
+    /// Queue mode: the store cannot make the delivery as durable as the endpoint asks (or
+    /// did not confirm it in time): 503 with `Retry-After`.
+    NotDurable,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order (the index is the discriminant).
-    pub const ALL: [Outcome; 16] = [
+    pub const ALL: [Outcome; 19] = [
         Outcome::Forwarded,
         Outcome::AppRejected,
         Outcome::Duplicate,
@@ -70,6 +77,9 @@ impl Outcome {
         Outcome::UpstreamTimeout,
         Outcome::UpstreamUnreachable,
         Outcome::UpstreamBroken,
+        Outcome::Queued,
+        Outcome::QueueFull,
+        Outcome::NotDurable,
     ];
 
     /// The metric label and log word.
@@ -91,6 +101,9 @@ impl Outcome {
             Outcome::UpstreamTimeout => "upstream_timeout",
             Outcome::UpstreamUnreachable => "upstream_unreachable",
             Outcome::UpstreamBroken => "upstream_broken",
+            Outcome::Queued => "queued",
+            Outcome::QueueFull => "queue_full",
+            Outcome::NotDurable => "not_durable",
         }
     }
 
@@ -115,7 +128,8 @@ impl Outcome {
             Outcome::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request timeout\n"),
             Outcome::BodyError | Outcome::BadRequest => (StatusCode::BAD_REQUEST, "bad request\n"),
             Outcome::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized\n"),
-            Outcome::StoreUnavailable => (
+            Outcome::Queued => (StatusCode::OK, "queued\n"),
+            Outcome::StoreUnavailable | Outcome::QueueFull | Outcome::NotDurable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable, retry later\n",
             ),
@@ -139,7 +153,10 @@ pub fn answer(outcome: Outcome, retry_after: u64) -> Response<ProxyBody> {
     );
     headers.insert(HEADER_OUTCOME, HeaderValue::from_static(outcome.label()));
     match outcome {
-        Outcome::InFlight | Outcome::StoreUnavailable => {
+        Outcome::InFlight
+        | Outcome::StoreUnavailable
+        | Outcome::QueueFull
+        | Outcome::NotDurable => {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
         }
         Outcome::MethodNotAllowed => {
@@ -177,6 +194,9 @@ mod tests {
             (Outcome::Duplicate, 200),
             (Outcome::InFlight, 409),
             (Outcome::StoreUnavailable, 503),
+            (Outcome::Queued, 200),
+            (Outcome::QueueFull, 503),
+            (Outcome::NotDurable, 503),
             (Outcome::UpstreamTimeout, 504),
             (Outcome::UpstreamUnreachable, 502),
         ];
@@ -186,6 +206,7 @@ mod tests {
             assert_eq!(response.headers()[HEADER_OUTCOME], outcome.label());
         }
         assert_eq!(answer(Outcome::InFlight, 7).headers()[RETRY_AFTER], "7");
+        assert_eq!(answer(Outcome::QueueFull, 30).headers()[RETRY_AFTER], "30");
         assert_eq!(
             answer(Outcome::StoreUnavailable, 0).headers()[RETRY_AFTER],
             "1"

@@ -251,9 +251,13 @@ async fn serve(
         {
             tracing::warn!("grace period ended with connections still open");
         }
-        tokio::time::timeout_at(deadline.into(), background.drain())
-            .await
-            .is_ok()
+        // Queue workers stop taking; what is at the app finishes with the late answers.
+        let workers = sidecar.workers().drain();
+        tokio::time::timeout_at(deadline.into(), async {
+            tokio::join!(background.drain(), workers);
+        })
+        .await
+        .is_ok()
     };
     let finished = tokio::select! {
         finished = drained => finished,
@@ -280,14 +284,16 @@ async fn serve_admin(listener: TcpListener, sidecar: Arc<Sidecar>, stop: Cancell
             () = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, _)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let sidecar = Arc::clone(&sidecar);
         let service = service_fn(move |request| {
             let sidecar = Arc::clone(&sidecar);
-            async move { Ok::<_, std::convert::Infallible>(admin::handle(&sidecar, &request).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(admin::handle(&sidecar, &request, peer).await)
+            }
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {

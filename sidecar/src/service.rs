@@ -25,6 +25,8 @@ use crate::config::{Endpoint, Endpoints};
 use crate::dedup::{Claim, ClaimOutcome, DedupStore, DeliveryKeys, Store};
 use crate::forward::Forwarder;
 use crate::metrics::{Metrics, StoreOperation};
+use crate::queue::worker::{Workers, now_ms};
+use crate::queue::{Admission, AdmitError, Admitted, StoredRequest, encode_headers};
 use crate::rescue::{Outcome, ProxyBody, answer};
 use crate::route::{Route, Routes};
 use crate::verify::{Delivery, Rejection};
@@ -45,6 +47,7 @@ pub struct Sidecar {
     store: Store,
     forwarder: Forwarder,
     metrics: Arc<Metrics>,
+    workers: Workers,
     body_read_timeout: Duration,
     draining: AtomicBool,
 }
@@ -60,6 +63,13 @@ impl Sidecar {
         tasks: Background,
     ) -> Sidecar {
         metrics.reload(true, endpoints.len());
+        let workers = Workers::new(
+            store.clone(),
+            settings.upstream_host.clone(),
+            Arc::clone(&metrics),
+            tasks.killed().clone(),
+        );
+        workers.update(endpoints.iter());
         Sidecar {
             routes: ArcSwap::from_pointee(Routes::new(endpoints, &metrics)),
             forwarder: Forwarder::new(
@@ -70,6 +80,7 @@ impl Sidecar {
             ),
             store,
             metrics,
+            workers,
             body_read_timeout: settings.body_read_timeout,
             draining: AtomicBool::new(false),
         }
@@ -79,7 +90,13 @@ impl Sidecar {
     pub fn replace_endpoints(&self, endpoints: &Endpoints) {
         self.routes
             .store(Arc::new(Routes::new(endpoints, &self.metrics)));
+        self.workers.update(endpoints.iter());
         self.metrics.reload(true, endpoints.len());
+    }
+
+    /// The queue-mode workers.
+    pub fn workers(&self) -> &Workers {
+        &self.workers
     }
 
     /// The current endpoint table.
@@ -211,6 +228,12 @@ impl Sidecar {
         let body_hash: Option<[u8; 32]> =
             endpoint.dedup_on_body.then(|| Sha256::digest(&body).into());
         let keys = DeliveryKeys::new(&endpoint.endpoint_id, &delivery_id, body_hash.as_ref());
+        if endpoint.queued() && !endpoint.verifier.needs_app_answer(&delivery) {
+            drop(delivery);
+            return self
+                .enqueue(route, parts, body, delivery_id, peer, keys, body_hash)
+                .await;
+        }
         let claim = match self.store.claim(keys, endpoint.lease).await {
             Ok(ClaimOutcome::Claimed(claim)) => Some(claim),
             Ok(ClaimOutcome::Done) => return end(Outcome::Duplicate, Some(delivery_id)),
@@ -235,6 +258,97 @@ impl Sidecar {
             .send(route, parts, body, Some(&delivery_id), peer, claim)
             .await;
         (outcome, Some(delivery_id), response)
+    }
+
+    /// Queue mode: stores the verified delivery and answers once it is as durable as the
+    /// endpoint asks; a worker delivers it later.
+    #[allow(clippy::too_many_arguments)] // The parts of one verified delivery.
+    async fn enqueue(
+        &self,
+        route: &Route,
+        parts: http::request::Parts,
+        body: Bytes,
+        delivery_id: String,
+        peer: SocketAddr,
+        keys: DeliveryKeys,
+        body_hash: Option<[u8; 32]>,
+    ) -> (Outcome, Option<String>, Response<ProxyBody>) {
+        let endpoint = &route.endpoint;
+        let end = |outcome: Outcome, id: String| {
+            (
+                outcome,
+                Some(id),
+                answer(outcome, retry_after(endpoint, outcome)),
+            )
+        };
+        let received_at_ms = now_ms();
+        // The request exactly as sync mode would send it, minus the parts of each attempt.
+        let request = match self
+            .forwarder
+            .request(endpoint, parts, body, Some(&delivery_id), peer)
+        {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::error!(endpoint = %endpoint.name, error = %error, "cannot build the upstream request");
+                return end(Outcome::UpstreamUnreachable, delivery_id);
+            }
+        };
+        let (parts, body) = request.into_parts();
+        let stored = StoredRequest {
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), ToString::to_string),
+            headers: encode_headers(&parts.headers),
+            body: http_body_util::BodyExt::collect(body)
+                .await
+                .map(http_body_util::Collected::to_bytes)
+                .unwrap_or_default(),
+        };
+        let admission = Admission {
+            endpoint_id: endpoint.endpoint_id.clone(),
+            delivery_id,
+            dedup: keys,
+            body_sha256: body_hash,
+            request: stored,
+            received_at_ms,
+            max_queued: endpoint.delivery.max_queued,
+            max_queued_bytes: endpoint.delivery.max_queued_bytes,
+        };
+        let started = Instant::now();
+        let admitted = self
+            .store
+            .admit(&admission, endpoint.delivery.durability)
+            .await;
+        let delivery_id = admission.delivery_id;
+        let queue_metrics = self.metrics.queue(&endpoint.name);
+        match admitted {
+            Ok(Admitted::Queued) => {
+                queue_metrics.admitted(started.elapsed());
+                self.workers.wake(&endpoint.endpoint_id);
+                end(Outcome::Queued, delivery_id)
+            }
+            Ok(Admitted::Duplicate) => end(Outcome::Duplicate, delivery_id),
+            Ok(Admitted::InFlight) => end(Outcome::InFlight, delivery_id),
+            Ok(Admitted::Full) => {
+                tracing::warn!(endpoint = %endpoint.name, delivery_id, max_queued = endpoint.delivery.max_queued, max_queued_bytes = endpoint.delivery.max_queued_bytes, "queue full: answering 503; senders that do not retry (GitHub) lose this delivery");
+                end(Outcome::QueueFull, delivery_id)
+            }
+            Err(AdmitError::NotDurable(promise)) => {
+                tracing::error!(endpoint = %endpoint.name, delivery_id, %promise, "queue mode refused: the endpoint asks for durability Disk; make the store fsync (appendfsync always, or Redis/Valkey 7.2+ with AOF for WAITAOF) or set spec.delivery.durability: Memory");
+                end(Outcome::NotDurable, delivery_id)
+            }
+            Err(AdmitError::NotOnDisk) => {
+                tracing::warn!(endpoint = %endpoint.name, delivery_id, "the store did not confirm the delivery on disk in time: answering 503");
+                end(Outcome::NotDurable, delivery_id)
+            }
+            Err(AdmitError::Store(error)) => {
+                self.metrics
+                    .store_error(StoreOperation::admit, error.metric_label());
+                tracing::warn!(endpoint = %endpoint.name, delivery_id, error = %error, "queue store unavailable");
+                end(Outcome::StoreUnavailable, delivery_id)
+            }
+        }
     }
 
     /// Forwards a verified request to the app and settles `claim` by its answer.
@@ -274,6 +388,8 @@ impl Sidecar {
 fn retry_after(endpoint: &Endpoint, outcome: Outcome) -> u64 {
     match outcome {
         Outcome::InFlight => endpoint.upstream_timeout.as_secs().max(1),
+        // A full queue drains at the app's pace: give it a while.
+        Outcome::QueueFull => 30,
         _ => 5,
     }
 }

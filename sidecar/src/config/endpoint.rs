@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookguard_api::config::{EndpointConfig, StoreUnavailable};
-use hookguard_api::validation::{self, Checked, Invalid, PathConflict};
+use hookguard_api::validation::{self, Checked, CheckedDelivery, Invalid, PathConflict};
 
 use crate::verify::{KeySource, SigningKey, Verifier, VerifierSettings};
 
@@ -43,6 +43,16 @@ pub struct Endpoint {
     pub dedup_on_body: bool,
     /// The files this endpoint was read from, watched for changes.
     pub secret_dir: PathBuf,
+    /// How deliveries reach the app (sync, or queued with its retry policy and pacing).
+    pub delivery: CheckedDelivery,
+}
+
+impl Endpoint {
+    /// Whether deliveries are queued (answered once stored) instead of forwarded while the
+    /// sender waits.
+    pub fn queued(&self) -> bool {
+        self.delivery.mode == hookguard_api::DeliveryMode::Queue
+    }
 }
 
 impl Endpoint {
@@ -80,6 +90,7 @@ impl Endpoint {
             store_unavailable: config.store_unavailable,
             dedup_on_body,
             secret_dir: PathBuf::from(config.secret_dir),
+            delivery: checked.delivery,
         }
     }
 }

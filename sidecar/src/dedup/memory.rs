@@ -14,8 +14,21 @@
 //! overheads are twice the slot size, because a hash table or ring buffer that grows by
 //! doubling may hold up to half its slots empty, plus an allocator header for the key's heap
 //! buffer.
+//!
+//! # Queued markers
+//!
+//! In queue mode a delivery's keys hold `queued` from admission until its commit or purge
+//! ([`crate::queue`]). Those markers live in a set of their own beside the map, with no TTL,
+//! and eviction never looks at them: making room for a `done` mark must not drop a delivery
+//! the sidecar has already answered 2xx for. They do not count against [`MemoryLimits`]; the
+//! queue bounds them (at most two per held delivery) and counts their bytes
+//! ([`MemoryStore::queued_marker_bytes`]) against its own caps. A sync-mode claim treats a
+//! queued key as held ([`ClaimOutcome::InFlight`]), as the Redis script treats any value other
+//! than `done`; a `done` mark or a live lease in the map wins over a marker. The queue reaches
+//! the markers through [`MemoryStore::keys`] while it holds its own lock: the lock order is
+//! queue, then store, and the store never takes the queue's lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::mem::size_of;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -24,6 +37,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 
 use super::{Claim, ClaimOutcome, DeliveryKeys, StoreError, Token};
+use crate::queue::Admitted;
 
 /// The in-memory store's hard limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +48,7 @@ pub struct MemoryLimits {
     pub max_bytes: usize,
 }
 
-/// Bytes assumed for a key's heap buffer beyond its length: allocator header and rounding.
+/// Bytes assumed for a heap buffer beyond its length: allocator header and rounding.
 const HEAP_ALLOCATION_OVERHEAD: usize = 16;
 
 /// Accounted bytes per map entry besides the key's bytes: a hash-table slot (key `String` +
@@ -46,6 +60,10 @@ pub const MEMORY_ENTRY_OVERHEAD: usize =
 /// (sequence number + key `String`), doubled for growth slack, plus the key's allocation header.
 pub const MEMORY_QUEUE_SLOT_OVERHEAD: usize =
     2 * size_of::<(u64, String)>() + HEAP_ALLOCATION_OVERHEAD;
+
+/// Accounted bytes per queued marker besides the key's bytes: a hash-set slot (the key's
+/// `String`) and its control byte, doubled for growth slack, plus the key's allocation header.
+const QUEUED_MARKER_OVERHEAD: usize = 2 * (size_of::<String>() + 1) + HEAP_ALLOCATION_OVERHEAD;
 
 /// Stale queue slots tolerated beyond one per live entry before the queue is compacted.
 const QUEUE_SLACK: usize = 64;
@@ -78,6 +96,8 @@ enum Value {
 #[derive(Default)]
 struct State {
     map: HashMap<String, Entry>,
+    /// Keys holding `queued` (queue mode): no TTL, never evicted, outside the limits.
+    queued: HashSet<String>,
     /// Keys in write order, oldest first; one live slot per map entry plus stale ones.
     queue: VecDeque<(u64, String)>,
     next_seq: u64,
@@ -146,10 +166,10 @@ impl MemoryStore {
         let mut state = self.lock();
         let mut in_flight = false;
         for key in keys.as_slice() {
-            match state.live_value(key, now) {
-                Some(Value::Done) => return Ok(ClaimOutcome::Done),
-                Some(Value::InFlight(_)) => in_flight = true,
-                None => {}
+            match state.key_state(key, now) {
+                KeyState::Done => return Ok(ClaimOutcome::Done),
+                KeyState::InFlight | KeyState::Queued => in_flight = true,
+                KeyState::Free => {}
             }
         }
         if in_flight {
@@ -223,6 +243,16 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Whether a write of these keys can never fit the limits, however much is evicted.
+    fn too_large(&self, keys: &DeliveryKeys) -> bool {
+        let bytes: usize = keys
+            .as_slice()
+            .iter()
+            .map(|key| entry_bytes(key) + slot_bytes(key))
+            .sum();
+        keys.as_slice().len() > self.limits.max_entries || bytes > self.limits.max_bytes
+    }
+
     fn make_room(
         &self,
         state: &mut State,
@@ -267,9 +297,122 @@ impl MemoryStore {
         }
         Ok(())
     }
+
+    /// Bytes assumed for a heap buffer beyond its length (for the queue's accounting).
+    pub(crate) const HEAP_ALLOCATION_OVERHEAD: usize = HEAP_ALLOCATION_OVERHEAD;
+
+    /// Accounted bytes of the `queued` marker of `key` (the queue counts them against its caps).
+    pub(crate) fn queued_marker_bytes(key: &str) -> usize {
+        key.len() + QUEUED_MARKER_OVERHEAD
+    }
+
+    /// The keys locked for the queue, which calls this while holding its own lock (lock order:
+    /// queue, then store). Drop the guard before anything slow; nothing here may await.
+    pub(crate) fn keys(&self) -> LockedKeys<'_> {
+        LockedKeys {
+            store: self,
+            state: self.lock(),
+        }
+    }
+}
+
+/// What one key holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyState {
+    /// Nothing live.
+    Free,
+    /// `done`: processed within the window.
+    Done,
+    /// A live sync-mode lease (`inflight:<token>`).
+    InFlight,
+    /// `queued`: a delivery in the queue holds it.
+    Queued,
+}
+
+/// The store's state under its lock, for the queue's admission, commit and purge: reads and
+/// writes made through one guard are atomic together (and with the queue's own state, which
+/// the caller locks first).
+pub(crate) struct LockedKeys<'a> {
+    store: &'a MemoryStore,
+    state: MutexGuard<'a, State>,
+}
+
+impl LockedKeys<'_> {
+    /// What queue admission finds in these keys at `now`, by the queue's rule: any `done` →
+    /// [`Admitted::Duplicate`]; else any live sync lease → [`Admitted::InFlight`]; else any
+    /// `queued` → [`Admitted::Duplicate`]; `None` when every key is free. Expired entries are
+    /// dropped on the way.
+    pub(crate) fn admission(&mut self, keys: &DeliveryKeys, now: Instant) -> Option<Admitted> {
+        let (mut in_flight, mut queued) = (false, false);
+        for key in keys.as_slice() {
+            match self.state.key_state(key, now) {
+                KeyState::Done => return Some(Admitted::Duplicate),
+                KeyState::InFlight => in_flight = true,
+                KeyState::Queued => queued = true,
+                KeyState::Free => {}
+            }
+        }
+        if in_flight {
+            Some(Admitted::InFlight)
+        } else if queued {
+            Some(Admitted::Duplicate)
+        } else {
+            None
+        }
+    }
+
+    /// Fails with [`StoreError::EntryTooLarge`] if these keys could never be written as `done`
+    /// under the limits (so the queue refuses them before it holds them, as a sync claim
+    /// would).
+    pub(crate) fn check_fits(&self, keys: &DeliveryKeys) -> Result<(), StoreError> {
+        if self.store.too_large(keys) {
+            Err(StoreError::EntryTooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sets every key to `queued`: no TTL, never evicted.
+    pub(crate) fn mark_queued(&mut self, keys: &DeliveryKeys) {
+        for key in keys.as_slice() {
+            self.state.queued.insert(key.clone());
+        }
+    }
+
+    /// Clears the keys' `queued` markers and sets them to `done` for `window` (evictable, like
+    /// every `done` mark). Fails only if the keys could never fit (see
+    /// [`LockedKeys::check_fits`]); the markers are cleared either way.
+    pub(crate) fn mark_done(
+        &mut self,
+        keys: &DeliveryKeys,
+        window: Duration,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        for key in keys.as_slice() {
+            self.state.queued.remove(key.as_str());
+        }
+        self.store
+            .write(&mut self.state, keys, Value::Done, expiry(now, window), now)
+    }
+}
+
+impl fmt::Debug for LockedKeys<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockedKeys").finish_non_exhaustive()
+    }
 }
 
 impl State {
+    /// What the key holds at `now`; an expired map entry is dropped on the way.
+    fn key_state(&mut self, key: &str, now: Instant) -> KeyState {
+        match self.live_value(key, now) {
+            Some(Value::Done) => KeyState::Done,
+            Some(Value::InFlight(_)) => KeyState::InFlight,
+            None if self.queued.contains(key) => KeyState::Queued,
+            None => KeyState::Free,
+        }
+    }
+
     /// The key's value if it has not expired; an expired entry is dropped on the way.
     fn live_value(&mut self, key: &str, now: Instant) -> Option<Value> {
         let entry = self.map.get(key)?;

@@ -27,8 +27,10 @@ use prometheus_client::metrics::counter::Counter;
 
 pub use memory::{MEMORY_ENTRY_OVERHEAD, MEMORY_QUEUE_SLOT_OVERHEAD, MemoryLimits};
 
-use memory::MemoryStore;
-use redis::RedisStore;
+pub(crate) use memory::MemoryStore;
+pub(crate) use redis::{Conn, ConnectHook, RedisStore};
+
+use crate::queue::{MemoryQueue, QueueBackend, RedisQueue};
 
 /// The store keys of one delivery: the delivery-ID key, plus a body-hash key for schemes that
 /// sign neither the ID nor a timestamp. All share the hash tag `{<endpoint_id>}`, so they live
@@ -233,16 +235,18 @@ pub struct Store {
 
 #[derive(Debug)]
 enum Backend {
-    Memory(MemoryStore),
-    Redis(RedisStore),
+    Memory(Arc<MemoryStore>, MemoryQueue),
+    Redis(RedisStore, RedisQueue),
 }
 
 impl Store {
     /// An in-memory store bounded by `limits`; every eviction of a live entry increments
     /// `evictions`.
     pub fn memory(limits: MemoryLimits, evictions: Counter, deadline: Duration) -> Store {
+        let store = Arc::new(MemoryStore::new(limits, evictions));
+        let queue = MemoryQueue::new(Arc::clone(&store));
         Store {
-            backend: Arc::new(Backend::Memory(MemoryStore::new(limits, evictions))),
+            backend: Arc::new(Backend::Memory(store, queue)),
             deadline,
         }
     }
@@ -264,8 +268,10 @@ impl Store {
 
     /// [`Store::redis`] with a password and a CA for `rediss://` kept out of the URL.
     pub fn redis_with(options: &RedisOptions, deadline: Duration) -> Result<Store, StoreError> {
+        let store = RedisStore::new(options)?;
+        let queue = RedisQueue::new(&store);
         Ok(Store {
-            backend: Arc::new(Backend::Redis(RedisStore::new(options)?)),
+            backend: Arc::new(Backend::Redis(store, queue)),
             deadline,
         })
     }
@@ -273,16 +279,16 @@ impl Store {
     /// `"memory"` or `"redis"`, for logs and metric labels.
     pub fn kind(&self) -> &'static str {
         match &*self.backend {
-            Backend::Memory(_) => "memory",
-            Backend::Redis(_) => "redis",
+            Backend::Memory(..) => "memory",
+            Backend::Redis(..) => "redis",
         }
     }
 
     /// The in-memory store's gauges: (entries, accounted bytes). `None` for Redis.
     pub fn memory_usage(&self) -> Option<(u64, u64)> {
         match &*self.backend {
-            Backend::Memory(memory) => Some(memory.usage()),
-            Backend::Redis(_) => None,
+            Backend::Memory(memory, _) => Some(memory.usage()),
+            Backend::Redis(..) => None,
         }
     }
 
@@ -300,7 +306,21 @@ impl Store {
         }
     }
 
-    async fn bounded<T>(
+    /// The queue operations of the backend.
+    pub(crate) fn queue_backend(&self) -> QueueBackend<'_> {
+        match &*self.backend {
+            Backend::Memory(_, queue) => QueueBackend::Memory(queue),
+            Backend::Redis(_, queue) => QueueBackend::Redis(queue),
+        }
+    }
+
+    /// The deadline of one store command.
+    pub(crate) fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Bounds `call` by the deadline.
+    pub(crate) async fn bounded<T>(
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
@@ -314,8 +334,8 @@ impl DedupStore for Store {
     async fn claim(&self, keys: DeliveryKeys, lease: Duration) -> Result<ClaimOutcome, StoreError> {
         self.bounded(async {
             match &*self.backend {
-                Backend::Memory(memory) => memory.claim(keys, lease),
-                Backend::Redis(redis) => redis.claim(keys, lease).await,
+                Backend::Memory(memory, _) => memory.claim(keys, lease),
+                Backend::Redis(redis, _) => redis.claim(keys, lease).await,
             }
         })
         .await
@@ -324,8 +344,8 @@ impl DedupStore for Store {
     async fn commit(&self, claim: &Claim, window: Duration) -> Result<(), StoreError> {
         self.bounded(async {
             match &*self.backend {
-                Backend::Memory(memory) => memory.commit(claim, window),
-                Backend::Redis(redis) => redis.commit(claim, window).await,
+                Backend::Memory(memory, _) => memory.commit(claim, window),
+                Backend::Redis(redis, _) => redis.commit(claim, window).await,
             }
         })
         .await
@@ -334,11 +354,11 @@ impl DedupStore for Store {
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
         self.bounded(async {
             match &*self.backend {
-                Backend::Memory(memory) => {
+                Backend::Memory(memory, _) => {
                     memory.release(claim);
                     Ok(())
                 }
-                Backend::Redis(redis) => redis.release(claim).await,
+                Backend::Redis(redis, _) => redis.release(claim).await,
             }
         })
         .await
@@ -347,8 +367,8 @@ impl DedupStore for Store {
     async fn ping(&self) -> Result<(), StoreError> {
         self.bounded(async {
             match &*self.backend {
-                Backend::Memory(_) => Ok(()),
-                Backend::Redis(redis) => redis.ping().await,
+                Backend::Memory(..) => Ok(()),
+                Backend::Redis(redis, _) => redis.ping().await,
             }
         })
         .await

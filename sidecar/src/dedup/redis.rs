@@ -10,15 +10,22 @@
 //! again whenever a command failed on the connection. While it is down, commands fail at once
 //! with [`StoreError::Unavailable`] instead of each waiting for the deadline, so a Redis outage
 //! costs requests a fast 503, not a slow one.
+//!
+//! Queue mode ([`crate::queue`]) runs its scripts over the same connection and installs a hook
+//! ([`RedisStore::on_connect`]) that the monitor runs each time the connection comes up,
+//! before commands flow: the probe of what the server promises about durability.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use ::redis::{
     Client, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, Script, ScriptInvocation,
     TlsCertificates,
@@ -75,10 +82,18 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_millis(500);
 
+/// Cheap to clone: the queue operations ([`crate::queue`]) share the store's connection.
+#[derive(Clone)]
 pub(crate) struct RedisStore {
     shared: Arc<Shared>,
     wake: Arc<Notify>,
 }
+
+/// Runs when the connection came up (or when first installed), before the store is marked
+/// connected, with a store whose commands go to the new connection; `false` asks the monitor
+/// to run it again on its next round.
+pub(crate) type ConnectHook =
+    Box<dyn Fn(RedisStore) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 struct Shared {
     claim: Script,
@@ -90,6 +105,11 @@ struct Shared {
     /// a cluster until the first topology was read.
     conn: RwLock<Option<Conn>>,
     connected: AtomicBool,
+    /// Installed once by the queue (its durability probe). Must not hold the store itself,
+    /// or the monitor would keep it alive forever.
+    on_connect: OnceLock<ConnectHook>,
+    /// The hook has yet to run on the current connection.
+    hook_pending: AtomicBool,
 }
 
 /// What to connect to.
@@ -106,7 +126,7 @@ enum Target {
 
 /// A live connection of either kind; both multiplex concurrent commands and are cheap to clone.
 #[derive(Clone)]
-enum Conn {
+pub(crate) enum Conn {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -204,6 +224,8 @@ impl RedisStore {
             target,
             conn: RwLock::new(conn),
             connected: AtomicBool::new(false),
+            on_connect: OnceLock::new(),
+            hook_pending: AtomicBool::new(false),
         });
         let wake = Arc::new(Notify::new());
         tokio::spawn(monitor(Arc::downgrade(&shared), Arc::clone(&wake)));
@@ -265,25 +287,95 @@ impl RedisStore {
             .map_err(|error| self.failed(error))
     }
 
+    /// Installs the hook that runs whenever the connection comes up, and runs it on the current
+    /// connection soon if there is one (the monitor may have connected before it was installed).
+    /// A second hook is ignored. The hook must not hold the store, or the store would never end.
+    pub(crate) fn on_connect(&self, hook: ConnectHook) {
+        if self.shared.on_connect.set(hook).is_ok() {
+            self.shared.hook_pending.store(true, Ordering::Release);
+            self.wake.notify_one();
+        }
+    }
+
+    /// A new connection of its own, for commands that block the connection they are sent on
+    /// (`WAITAOF`), so they never stall the shared one.
+    pub(crate) async fn dedicated_connection(&self) -> Result<Conn, RedisError> {
+        self.shared.connect().await
+    }
+
+    /// Whether the store is a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.shared.target, Target::Cluster(_))
+    }
+
+    /// Sends `cmd` to the server, or to every primary of a cluster, on the newest connection
+    /// even before the store is marked connected (for the connect hook). The answers by node
+    /// (`""` for one server); a server's error is an answer, a connection's error fails it all.
+    pub(crate) async fn each_primary(
+        &self,
+        cmd: Cmd,
+    ) -> Result<Vec<(String, Result<Value, RedisError>)>, RedisError> {
+        let mut conn = self.shared.current().ok_or_else(not_connected)?;
+        let reply = match &mut conn {
+            Conn::Standalone(_) => {
+                return match cmd.query_async::<Value>(&mut conn).await {
+                    Err(error) if is_connection_error(&error) => Err(error),
+                    reply => Ok(vec![(String::new(), reply)]),
+                };
+            }
+            Conn::Cluster(cluster) => {
+                cluster
+                    .route_command(
+                        cmd,
+                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+                    )
+                    .await?
+            }
+        };
+        let Value::Map(nodes) = reply else {
+            return Err(RedisError::from((
+                ErrorKind::Parse,
+                "expected one reply per cluster primary",
+            )));
+        };
+        Ok(nodes
+            .into_iter()
+            .map(|(node, reply)| {
+                let node = match node {
+                    Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Value::SimpleString(text) => text,
+                    other => format!("{other:?}"),
+                };
+                let reply = match reply {
+                    Value::ServerError(error) => Err(error.into()),
+                    reply => Ok(reply),
+                };
+                (node, reply)
+            })
+            .collect())
+    }
+
+    /// Loads a script on the newest connection (every node of a cluster), even before the store
+    /// is marked connected (for the connect hook).
+    pub(crate) async fn load_script(&self, script: &Script) -> Result<(), RedisError> {
+        let mut conn = self.shared.current().ok_or_else(not_connected)?;
+        script.load_async(&mut conn).await.map(drop)
+    }
+
     /// The live connection, or `Unavailable` at once while the monitor has none.
-    fn connection(&self) -> Result<Conn, StoreError> {
+    pub(crate) fn connection(&self) -> Result<Conn, StoreError> {
         let conn = if self.shared.connected.load(Ordering::Acquire) {
             self.shared.current()
         } else {
             None
         };
-        conn.ok_or_else(|| {
-            StoreError::Unavailable(RedisError::from((
-                ErrorKind::Io,
-                "not connected to redis; reconnecting in the background",
-            )))
-        })
+        conn.ok_or_else(|| StoreError::Unavailable(not_connected()))
     }
 
     /// Turns a command error into `Unavailable`; a connection-level error also marks the store
     /// down and wakes the monitor, so the following requests fail fast until it reconnects.
-    fn failed(&self, error: RedisError) -> StoreError {
-        if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
+    pub(crate) fn failed(&self, error: RedisError) -> StoreError {
+        if is_connection_error(&error) {
             if self.shared.connected.swap(false, Ordering::AcqRel) {
                 tracing::warn!(%error, "redis connection lost; reconnecting in the background");
             }
@@ -375,8 +467,21 @@ async fn monitor(shared: Weak<Shared>, wake: Arc<Notify>) {
         drop(probe_conn);
         let connected = match probe {
             Ok(Ok(())) => {
-                if !strong.connected.load(Ordering::Acquire) {
+                let coming_up = !strong.connected.load(Ordering::Acquire);
+                if coming_up {
                     strong.load_scripts(&conn).await;
+                }
+                if (strong.hook_pending.swap(false, Ordering::AcqRel) || coming_up)
+                    && let Some(hook) = strong.on_connect.get()
+                    && !hook(RedisStore {
+                        shared: Arc::clone(&strong),
+                        wake: Arc::clone(&wake),
+                    })
+                    .await
+                {
+                    strong.hook_pending.store(true, Ordering::Release);
+                }
+                if coming_up {
                     strong.connected.store(true, Ordering::Release);
                     tracing::info!("redis connected");
                 }
@@ -419,6 +524,18 @@ async fn monitor(shared: Weak<Shared>, wake: Arc<Notify>) {
             backoff = (backoff * 2).min(RETRY_MAX);
         }
     }
+}
+
+fn not_connected() -> RedisError {
+    RedisError::from((
+        ErrorKind::Io,
+        "not connected to redis; reconnecting in the background",
+    ))
+}
+
+/// An error of the connection rather than of the command: the monitor should look.
+fn is_connection_error(error: &RedisError) -> bool {
+    error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error()
 }
 
 /// A TTL in whole milliseconds for `PX`, at least 1 (Redis rejects `PX 0`).

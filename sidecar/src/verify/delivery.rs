@@ -96,6 +96,24 @@ impl Verifier {
             && delivery.json_str("/type").as_deref() == Some("url_verification")
     }
 
+    /// Whether the sender needs the app's own answer (its body), so the delivery must be
+    /// forwarded while the sender waits even in queue mode: Slack's URL verification (the
+    /// app echoes the challenge), and Slack's interactive and slash-command payloads, which
+    /// come form-encoded and whose answer the user sees.
+    pub fn needs_app_answer(&self, delivery: &Delivery<'_>) -> bool {
+        self.scheme == Scheme::Slack
+            && (self.is_handshake(delivery)
+                || delivery
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| {
+                        v.trim_start()
+                            .to_ascii_lowercase()
+                            .starts_with("application/x-www-form-urlencoded")
+                    }))
+    }
+
     /// The delivery's event type, if the scheme (or, for Generic, the configuration) says
     /// where to find it and the delivery carries one.
     pub fn event_type<'a>(&self, delivery: &'a Delivery<'a>) -> Option<Cow<'a, str>> {
