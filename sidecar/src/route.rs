@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{Endpoint, Endpoints};
-use crate::metrics::{EndpointMetrics, Metrics};
+use crate::metrics::{EndpointMetrics, Metrics, QueueMetrics};
 
 /// An endpoint with its metric handles.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct Route {
     pub endpoint: Arc<Endpoint>,
     /// Its metric handles.
     pub metrics: EndpointMetrics,
+    /// Its queue-mode metric handles (queue-mode endpoints only).
+    pub queue_metrics: Option<QueueMetrics>,
 }
 
 /// One configuration snapshot: the routes by path.
@@ -36,6 +38,7 @@ impl Routes {
                 let route = Route {
                     endpoint: Arc::clone(endpoint),
                     metrics: metrics.endpoint(&endpoint.name),
+                    queue_metrics: endpoint.queued().then(|| metrics.queue(&endpoint.name)),
                 };
                 (endpoint.path.clone(), route)
             })

@@ -206,9 +206,11 @@ impl Sidecar {
         let delivery = Delivery::new(&parts.headers, &body);
         let delivery_id = match endpoint.verifier.delivery_id(&delivery) {
             Ok(id) => id.into_owned(),
-            // Slack's URL verification is signed but no event, so it has no event ID; the app
-            // answers its challenge, which is idempotent: forwarded without a claim.
-            Err(_) if endpoint.verifier.is_handshake(&delivery) => {
+            // Slack's URL verification, interactive and slash-command payloads are signed but
+            // no events, so they have no event ID, and the sender shows the app's answer: they
+            // are forwarded while the sender waits, in either mode, without a claim (as Slack's
+            // own SDKs do, the signed timestamp bounds a replay to the tolerance).
+            Err(_) if endpoint.verifier.needs_app_answer(&delivery) => {
                 drop(delivery);
                 let (outcome, response) = self.send(route, parts, body, None, peer, None).await;
                 return (outcome, None, response);
@@ -321,10 +323,11 @@ impl Sidecar {
             .admit(&admission, endpoint.delivery.durability)
             .await;
         let delivery_id = admission.delivery_id;
-        let queue_metrics = self.metrics.queue(&endpoint.name);
         match admitted {
             Ok(Admitted::Queued) => {
-                queue_metrics.admitted(started.elapsed());
+                if let Some(metrics) = &route.queue_metrics {
+                    metrics.admitted(started.elapsed());
+                }
                 self.workers.wake(&endpoint.endpoint_id);
                 end(Outcome::Queued, delivery_id)
             }

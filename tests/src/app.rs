@@ -3,13 +3,15 @@
 //!
 //! The app identifies a delivery by the `X-Hookguard-Delivery-Id` header the sidecar adds.
 //! A delivery is *committed* when the app decides to answer 2xx (after its delay), before
-//! the answer is written: the moment a real app's transaction would commit.
+//! the answer is written: the moment a real app's transaction would commit. It keeps every
+//! arrival's headers and time ([`TestApp::arrivals_of`]), so a test can read what the
+//! sidecar sent with each attempt.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -42,6 +44,106 @@ impl Reply {
 /// Decides the reply from the delivery ID and the attempt number (1 for the first arrival).
 pub type Behavior = dyn Fn(&str, u32) -> Reply + Send + Sync;
 
+/// A [`Reply`] with the rest of an answer: what [`TestAppBuilder::start`]'s behaviors return.
+#[derive(Debug, Clone)]
+pub struct AppReply {
+    /// Status to answer.
+    pub status: u16,
+    /// Time to work before answering.
+    pub delay: Duration,
+    /// `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
+    /// The body; `app <status>` and a newline when `None`.
+    pub body: Option<String>,
+}
+
+impl From<Reply> for AppReply {
+    fn from(reply: Reply) -> AppReply {
+        AppReply {
+            status: reply.status,
+            delay: reply.delay,
+            retry_after: None,
+            body: None,
+        }
+    }
+}
+
+/// One request as the app received it.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// When it arrived (its body read).
+    pub at: Instant,
+    /// Its headers.
+    pub headers: http::HeaderMap,
+}
+
+type FullBehavior = dyn Fn(&str, u32) -> AppReply + Send + Sync;
+
+/// What to start: [`TestApp::builder`], then [`start`](TestAppBuilder::start).
+#[derive(Debug, Clone, Copy, Default)]
+#[must_use]
+pub struct TestAppBuilder {
+    port: u16,
+    finish_after_disconnect: bool,
+}
+
+impl TestAppBuilder {
+    /// Listens on this port of 127.0.0.1 (default: any free one), e.g. one an endpoint was
+    /// configured with before the app came up.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Keeps working on a request whose connection the client dropped, and commits it after
+    /// its delay, as most real apps do (their handler does not notice the client left). By
+    /// default the work stops with the connection, as hyper drops the handler.
+    pub fn finish_after_disconnect(mut self) -> Self {
+        self.finish_after_disconnect = true;
+        self
+    }
+
+    /// Starts the app with a behavior returning a [`Reply`] or an [`AppReply`].
+    pub async fn start<R: Into<AppReply>>(
+        self,
+        behavior: impl Fn(&str, u32) -> R + Send + Sync + 'static,
+    ) -> anyhow::Result<TestApp> {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await?;
+        let addr = listener.local_addr()?;
+        let counts: Arc<Mutex<HashMap<String, Counts>>> = Arc::default();
+        let arrivals: Arc<Mutex<HashMap<String, Vec<Arrival>>>> = Arc::default();
+        let behavior: Arc<FullBehavior> =
+            Arc::new(move |id: &str, attempt| behavior(id, attempt).into());
+        let detach = self.finish_after_disconnect;
+        let server = tokio::spawn({
+            let (counts, arrivals) = (Arc::clone(&counts), Arc::clone(&arrivals));
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (counts, arrivals) = (Arc::clone(&counts), Arc::clone(&arrivals));
+                    let behavior = Arc::clone(&behavior);
+                    let service = service_fn(move |request| {
+                        let app = Shared {
+                            counts: Arc::clone(&counts),
+                            arrivals: Arc::clone(&arrivals),
+                            behavior: Arc::clone(&behavior),
+                        };
+                        serve(app, request, detach)
+                    });
+                    tokio::spawn(
+                        http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+                    );
+                }
+            }
+        });
+        Ok(TestApp {
+            addr,
+            counts,
+            arrivals,
+            server,
+        })
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Counts {
     arrivals: u32,
@@ -54,6 +156,7 @@ struct Counts {
 pub struct TestApp {
     addr: SocketAddr,
     counts: Arc<Mutex<HashMap<String, Counts>>>,
+    arrivals: Arc<Mutex<HashMap<String, Vec<Arrival>>>>,
     server: JoinHandle<()>,
 }
 
@@ -74,30 +177,12 @@ impl TestApp {
     pub async fn start(
         behavior: impl Fn(&str, u32) -> Reply + Send + Sync + 'static,
     ) -> anyhow::Result<TestApp> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let counts: Arc<Mutex<HashMap<String, Counts>>> = Arc::default();
-        let behavior: Arc<Behavior> = Arc::new(behavior);
-        let server = tokio::spawn({
-            let counts = Arc::clone(&counts);
-            async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let counts = Arc::clone(&counts);
-                    let behavior = Arc::clone(&behavior);
-                    let service = service_fn(move |request| {
-                        serve(Arc::clone(&counts), Arc::clone(&behavior), request)
-                    });
-                    tokio::spawn(
-                        http1::Builder::new().serve_connection(TokioIo::new(stream), service),
-                    );
-                }
-            }
-        });
-        Ok(TestApp {
-            addr,
-            counts,
-            server,
-        })
+        TestApp::builder().start(behavior).await
+    }
+
+    /// What to start, to choose the port or how a dropped connection is treated.
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
     }
 
     /// Starts an app that answers 200 at once.
@@ -118,6 +203,16 @@ impl TestApp {
     /// Commits (2xx answers decided) of one delivery.
     pub fn commits(&self, id: &str) -> u32 {
         lock(&self.counts).get(id).map_or(0, |c| c.commits)
+    }
+
+    /// Every arrival of one delivery, in order: its time and headers.
+    pub fn arrivals_of(&self, id: &str) -> Vec<Arrival> {
+        lock(&self.arrivals).get(id).cloned().unwrap_or_default()
+    }
+
+    /// Copies of one delivery at the app now.
+    pub fn running(&self, id: &str) -> u32 {
+        lock(&self.counts).get(id).map_or(0, |c| c.running)
     }
 
     /// Arrivals of all deliveries.
@@ -150,23 +245,30 @@ impl Drop for TestApp {
 }
 
 /// Decrements the running count even when the sidecar drops the connection mid-request.
-struct Running<'a> {
-    counts: &'a Mutex<HashMap<String, Counts>>,
+struct Running {
+    counts: Arc<Mutex<HashMap<String, Counts>>>,
     id: String,
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(c) = lock(self.counts).get_mut(&self.id) {
+        if let Some(c) = lock(&self.counts).get_mut(&self.id) {
             c.running -= 1;
         }
     }
 }
 
-async fn serve(
+/// The app's state, as one request's handler sees it.
+struct Shared {
     counts: Arc<Mutex<HashMap<String, Counts>>>,
-    behavior: Arc<Behavior>,
+    arrivals: Arc<Mutex<HashMap<String, Vec<Arrival>>>>,
+    behavior: Arc<FullBehavior>,
+}
+
+async fn serve(
+    app: Shared,
     request: Request<hyper::body::Incoming>,
+    detach: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let id = request
         .headers()
@@ -174,20 +276,55 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let _ = request.into_body().collect().await;
+    let (parts, body) = request.into_parts();
+    let _ = body.collect().await;
     let attempt = {
-        let mut all = lock(&counts);
+        let mut all = lock(&app.counts);
         let c = all.entry(id.clone()).or_default();
         c.arrivals += 1;
         c.running += 1;
         c.max_running = c.max_running.max(c.running);
         c.arrivals
     };
+    lock(&app.arrivals)
+        .entry(id.clone())
+        .or_default()
+        .push(Arrival {
+            at: Instant::now(),
+            headers: parts.headers,
+        });
     let running = Running {
-        counts: &counts,
+        counts: Arc::clone(&app.counts),
         id: id.clone(),
     };
-    let reply = behavior(&id, attempt);
+    let reply = (app.behavior)(&id, attempt);
+    let job = work(app.counts, id, reply.clone(), running);
+    let status = if detach {
+        // A task of its own finishes the work even if hyper drops this handler.
+        tokio::spawn(job)
+            .await
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    } else {
+        job.await
+    };
+    let body = reply.body.unwrap_or_else(|| format!("app {status}\n"));
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Some(seconds) = reply.retry_after {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    }
+    Ok(response)
+}
+
+/// The app's work on one request: wait, then commit if the answer is a 2xx.
+async fn work(
+    counts: Arc<Mutex<HashMap<String, Counts>>>,
+    id: String,
+    reply: AppReply,
+    running: Running,
+) -> StatusCode {
     tokio::time::sleep(reply.delay).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if status.is_success()
@@ -196,9 +333,7 @@ async fn serve(
         c.commits += 1;
     }
     drop(running);
-    let mut response = Response::new(Full::new(Bytes::from(format!("app {status}\n"))));
-    *response.status_mut() = status;
-    Ok(response)
+    status
 }
 
 /// What the sender saw, checked against the app's counts.
@@ -232,6 +367,32 @@ impl Scoreboard {
         if outcome_header == Some("duplicate") && app.commits(id) == 0 {
             *lock(&self.false_2xx) += 1;
         }
+    }
+
+    /// Queue mode: records the sender's view of one answer for delivery `id`, where
+    /// `admitted` says whether the store held the delivery's admission (queued, or already
+    /// done) when the answer came. A 2xx without it is a `FALSE_2XX`: a 2xx no admission
+    /// earned.
+    pub fn record_admission(&self, id: &str, status: u16, admitted: bool) {
+        if !(200..300).contains(&status) {
+            return;
+        }
+        *lock(&self.acked).entry(id.to_owned()).or_default() += 1;
+        if !admitted {
+            *lock(&self.false_2xx) += 1;
+        }
+    }
+
+    /// The deliveries the sender got a 2xx for that the app never committed, sorted: what
+    /// LOST counts.
+    pub fn lost_ids(&self, app: &TestApp) -> Vec<String> {
+        let mut lost: Vec<String> = lock(&self.acked)
+            .keys()
+            .filter(|id| app.commits(id) == 0)
+            .cloned()
+            .collect();
+        lost.sort();
+        lost
     }
 
     /// Deliveries the sender got a 2xx for.

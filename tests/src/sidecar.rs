@@ -69,6 +69,25 @@ impl SidecarHarness {
         listen: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<SidecarHarness> {
+        let harness = SidecarHarness::launch(endpoints, listen, extra_args).await?;
+        harness.wait_ready(Duration::from_secs(10)).await?;
+        Ok(harness)
+    }
+
+    /// [`SidecarHarness::start`] without waiting for `/readyz`: for a test of a sidecar that
+    /// serves but stays unready.
+    pub async fn start_unready(
+        endpoints: Vec<(EndpointConfig, &str)>,
+        extra_args: &[&str],
+    ) -> anyhow::Result<SidecarHarness> {
+        SidecarHarness::launch(endpoints, "127.0.0.1:0", extra_args).await
+    }
+
+    async fn launch(
+        endpoints: Vec<(EndpointConfig, &str)>,
+        listen: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<SidecarHarness> {
         let dir = tempfile::tempdir()?;
         for (config, secret) in endpoints {
             write_endpoint(dir.path(), config, secret)?;
@@ -89,13 +108,11 @@ impl SidecarHarness {
         let endpoints = load_endpoints(&settings.config_dir)?;
         let running = start(settings, &endpoints).await?;
         let client = Client::builder(TokioExecutor::new()).build_http();
-        let harness = SidecarHarness {
+        Ok(SidecarHarness {
             dir,
             running: Some(running),
             client,
-        };
-        harness.wait_ready(Duration::from_secs(10)).await?;
-        Ok(harness)
+        })
     }
 
     /// Polls `/readyz` until it answers 200, as a kubelet would before sending traffic.
@@ -166,7 +183,19 @@ impl SidecarHarness {
 
     /// GETs a path on the admin port and returns status and body.
     pub async fn admin(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        let request = hyper::Request::get(format!("{}{path}", self.admin_url()))
+        self.admin_request(hyper::Method::GET, path).await
+    }
+
+    /// Sends a request without a body to a path on the admin port (e.g. `POST` or `DELETE`
+    /// on `/queue/...`) and returns status and body.
+    pub async fn admin_request(
+        &self,
+        method: hyper::Method,
+        path: &str,
+    ) -> anyhow::Result<(u16, String)> {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.admin_url()))
             .body(Full::new(Bytes::new()))?;
         let response =
             tokio::time::timeout(Duration::from_secs(10), self.client.request(request)).await??;

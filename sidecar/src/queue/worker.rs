@@ -219,8 +219,10 @@ impl Worker {
             if self.done.is_cancelled() || self.context.kill.is_cancelled() {
                 break;
             }
-            if self.endpoint.has_changed().unwrap_or(false) {
-                endpoint = Arc::clone(&self.endpoint.borrow_and_update());
+            // Compare, not `has_changed`: the wait below may have marked a new value seen.
+            let current = Arc::clone(&self.endpoint.borrow_and_update());
+            if !Arc::ptr_eq(&current, &endpoint) {
+                endpoint = current;
                 metrics = self.context.metrics.queue(&endpoint.name);
                 bucket = RateLimit::new(endpoint.delivery.rate_limit);
             }
@@ -237,7 +239,7 @@ impl Worker {
                     // Marks the handle finished, so the next update starts a new worker; a
                     // config that arrived meanwhile keeps this one going instead.
                     self.finished.store(true, Ordering::SeqCst);
-                    if self.endpoint.has_changed().unwrap_or(false) {
+                    if !Arc::ptr_eq(&self.endpoint.borrow(), &endpoint) {
                         self.finished.store(false, Ordering::SeqCst);
                         continue;
                     }
@@ -247,7 +249,7 @@ impl Worker {
                     tokio::select! {
                         () = self.wake.notified() => {}
                         () = tokio::time::sleep(pause) => {}
-                        _ = self.endpoint.changed() => {}
+                        changed = self.endpoint.changed() => if changed.is_err() { break },
                         () = self.done.cancelled() => {}
                         () = self.context.kill.cancelled() => {}
                     }
@@ -256,7 +258,7 @@ impl Worker {
                     tokio::select! {
                         () = self.at_app.finished.notified() => {}
                         () = tokio::time::sleep(POLL_INTERVAL) => {}
-                        _ = self.endpoint.changed() => {}
+                        changed = self.endpoint.changed() => if changed.is_err() { break },
                         () = self.done.cancelled() => {}
                         () = self.context.kill.cancelled() => {}
                     }
