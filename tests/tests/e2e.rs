@@ -150,6 +150,7 @@ async fn story(cluster: &Cluster, images: &[image::BuiltImage]) -> anyhow::Resul
     tallies.push(operator_failover(cluster, &client, &http, &endpoint).await?);
     tallies.push(sidecar_killed(cluster, &client, &http, &endpoint).await?);
     tallies.push(redis_killed(cluster, &client, &http, &endpoint, &ids).await?);
+    tallies.push(queue_mode(cluster, &http, &endpoint).await?);
     upgrade_and_uninstall(cluster, &client, &endpoint).await?;
 
     let table = table(&tallies);
@@ -659,6 +660,83 @@ async fn redis_killed(
     Ok(tally)
 }
 
+/// Queue mode on the node: the endpoint is patched to `delivery.mode: Queue` (as a GitOps
+/// commit would), the kubelet swaps the ConfigMap, each sidecar reloads and finds that the
+/// bundled Redis fsyncs every write (`appendfsync always`), so deliveries are answered
+/// `queued` and then delivered to the apps once each.
+async fn queue_mode(cluster: &Cluster, http: &Http, endpoint: &Endpoint) -> anyhow::Result<Tally> {
+    let mut tally = Tally {
+        name: "queue mode (Disk durability)",
+        ..Tally::default()
+    };
+    run(cluster.kubectl().args([
+        "patch",
+        "webhookendpoint",
+        ENDPOINT,
+        "-n",
+        SHOP,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"delivery":{"mode":"Queue","retrySchedule":["1s"]}}}"#,
+    ]))?;
+    for pod in &endpoint.pods {
+        let metrics = format!(
+            "http://{}:{}/metrics",
+            pod.ip,
+            hookguard_api::names::SIDECAR_ADMIN_PORT
+        );
+        eventually(
+            &format!(
+                "{} runs the endpoint in queue mode on an fsync promise",
+                pod.name
+            ),
+            SETTLE,
+            async || {
+                let text = http.get_text(&metrics).await?;
+                Ok(text.contains("hookguard_queue_store_promise{promise=\"fsync\"} 1"))
+            },
+        )
+        .await?;
+    }
+    let key = endpoint.newest_key().await?;
+    let sender = Sender::new(http, &endpoint.service_url, &key)?;
+    let ids = ids("queued", 60);
+    let sent = sender.storm(&ids, 3).await?;
+    ensure!(
+        sent.given_up.is_empty(),
+        "queued deliveries not answered 2xx: {:?}",
+        sent.given_up
+    );
+    eventually("every queued delivery reached an app", SETTLE, async || {
+        let at = at_app(http, endpoint).await?;
+        Ok(ids.iter().all(|id| at.count(id) > 0))
+    })
+    .await?;
+    count_at_app(http, endpoint, &sent, &mut tally).await?;
+    let mut queued = 0;
+    for pod in &endpoint.pods {
+        let metrics = format!(
+            "http://{}:{}/metrics",
+            pod.ip,
+            hookguard_api::names::SIDECAR_ADMIN_PORT
+        );
+        let text = http.get_text(&metrics).await?;
+        queued += text
+            .lines()
+            .filter(|line| {
+                line.starts_with("hookguard_requests_total{") && line.contains("outcome=\"queued\"")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    ensure!(
+        queued == 60,
+        "{queued} answers were `queued`, expected one per delivery (60)"
+    );
+    Ok(tally)
+}
+
 /// `helm upgrade` with a changed value rolls the operator with no failed injection; `helm
 /// uninstall` leaves only what the chart's README says stays.
 async fn upgrade_and_uninstall(
@@ -797,6 +875,20 @@ impl Http {
         })
         .await;
         answer.ok().flatten().unwrap_or(0)
+    }
+
+    async fn get_text(&self, url: &str) -> anyhow::Result<String> {
+        let request = http::Request::get(url).body(Full::new(Bytes::new()))?;
+        let response = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
+            .await
+            .context("timed out")??;
+        ensure!(
+            response.status().is_success(),
+            "GET {url}: {}",
+            response.status()
+        );
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     async fn get_json(&self, url: &str) -> anyhow::Result<Value> {
