@@ -26,7 +26,8 @@ pub async fn handle<B>(
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     if path == "/queue" || path.starts_with("/queue/") {
-        if !peer.ip().is_loopback() {
+        // Canonical: a dual-stack listener sees 127.0.0.1 as ::ffff:127.0.0.1.
+        if !peer.ip().to_canonical().is_loopback() {
             return text(
                 StatusCode::FORBIDDEN,
                 "the queue is served to loopback clients only: use kubectl port-forward\n".into(),
@@ -71,20 +72,23 @@ async fn readiness(sidecar: &Sidecar) -> Result<(), String> {
     }
     let routes = sidecar.routes();
     let promise = sidecar.store().promise();
-    if promise != Promise::Unknown {
-        let mut refused: Vec<&str> = routes
-            .endpoints()
-            .filter(|e| e.queued() && !promise.satisfies(e.delivery.durability))
-            .map(|e| e.name.as_str())
-            .collect();
-        if !refused.is_empty() {
-            refused.sort_unstable();
+    let mut refused: Vec<&str> = routes
+        .endpoints()
+        .filter(|e| e.queued() && !promise.satisfies(e.delivery.durability))
+        .map(|e| e.name.as_str())
+        .collect();
+    if !refused.is_empty() {
+        refused.sort_unstable();
+        if promise == Promise::Unknown {
             return Err(format!(
-                "queue mode with durability Disk for {refused:?}, but the store keeps deliveries {promise}; \
-                 make Redis fsync (appendonly yes + appendfsync always, or Redis/Valkey 7.2+ with AOF) \
-                 or accept the risk with spec.delivery.durability: Memory"
+                "queue mode for {refused:?}: the store's durability is not known yet (it is checked when the store connects)"
             ));
         }
+        return Err(format!(
+            "queue mode with durability Disk for {refused:?}, but the store keeps deliveries {promise}; \
+             make Redis fsync (appendonly yes + appendfsync always, or Redis/Valkey 7.2+ with AOF) \
+             or accept the risk with spec.delivery.durability: Memory"
+        ));
     }
     if let Err(error) = sidecar.store().ping().await {
         sidecar
@@ -111,4 +115,134 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loopback guard of `/queue`, called with the peer address the admin listener would
+    //! pass: a sidecar built as `service/tests.rs` builds one, with the in-memory store.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    use super::*;
+    use crate::dedup::{MemoryLimits, Store};
+    use crate::metrics::Metrics;
+    use crate::service::ServiceSettings;
+
+    fn sidecar() -> Sidecar {
+        let config: hookguard_api::config::EndpointConfig = serde_json::from_value(json!({
+            "name": "e", "endpointId": "e1", "path": "/hook", "scheme": "Generic",
+            "upstream": {"port": 9}, "secretDir": "/unused: the key is given below",
+        }))
+        .unwrap();
+        let key =
+            crate::verify::SigningKey::new(config.scheme, "k1", b"admin-test-secret").unwrap();
+        let endpoint = crate::config::Endpoint::from_config(config, vec![key]).unwrap();
+        let endpoints = crate::config::Endpoints::new(vec![("e".into(), endpoint)]).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let limits = MemoryLimits {
+            max_entries: 1000,
+            max_bytes: 1 << 20,
+        };
+        let store = Store::memory(
+            limits,
+            metrics.memory_evictions(),
+            Duration::from_millis(250),
+        );
+        let settings = ServiceSettings {
+            upstream_host: "127.0.0.1".into(),
+            body_read_timeout: Duration::from_secs(5),
+        };
+        Sidecar::new(
+            &endpoints,
+            store,
+            metrics,
+            settings,
+            crate::background::Background::default(),
+        )
+    }
+
+    /// Status and body of `method path` from `peer`.
+    async fn call(sidecar: &Sidecar, method: Method, path: &str, peer: &str) -> (u16, String) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap();
+        let response = handle(sidecar, &request, peer.parse().unwrap()).await;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    const QUEUE_REQUESTS: [(Method, &str); 5] = [
+        (Method::GET, "/queue"),
+        (Method::GET, "/queue/x/dead"),
+        (Method::GET, "/queue/e/dead/d1"),
+        (Method::POST, "/queue/e/dead/replay?rate=10"),
+        (Method::DELETE, "/queue/e/dead"),
+    ];
+
+    #[tokio::test]
+    async fn the_queue_refuses_a_peer_off_the_pod_and_names_port_forward() {
+        let sidecar = sidecar();
+        for peer in ["10.0.0.7:5000", "[2001:db8::7]:5000"] {
+            for (method, path) in QUEUE_REQUESTS {
+                let (status, body) = call(&sidecar, method.clone(), path, peer).await;
+                assert_eq!(status, 403, "{method} {path} from {peer}: {body}");
+                assert!(
+                    body.contains("kubectl port-forward"),
+                    "{method} {path} from {peer}: {body}"
+                );
+            }
+        }
+        // The rest of the admin port stays open to probes and scrapers off the pod.
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            let (status, body) = call(&sidecar, Method::GET, path, "10.0.0.7:5000").await;
+            assert_eq!(status, 200, "{path}: {body}");
+        }
+        // Only `/queue` and what is under it is guarded: a look-alike path is no queue request.
+        let (status, _) = call(&sidecar, Method::GET, "/queueish", "10.0.0.7:5000").await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn the_queue_answers_a_loopback_peer() {
+        let sidecar = sidecar();
+        for peer in ["127.0.0.1:5000", "127.8.9.10:5000", "[::1]:5000"] {
+            let (status, body) = call(&sidecar, Method::GET, "/queue", peer).await;
+            assert_eq!(status, 200, "{peer}: {body}");
+            let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(overview["endpoints"][0]["name"], "e", "{body}");
+            let (status, body) = call(&sidecar, Method::GET, "/queue/x/dead", peer).await;
+            assert_eq!(
+                (status, body.contains(r#"serves no endpoint \"x\""#)),
+                (404, true),
+                "{peer}: {body}"
+            );
+            for (method, path) in QUEUE_REQUESTS {
+                let (status, body) = call(&sidecar, method.clone(), path, peer).await;
+                assert_ne!(status, 403, "{method} {path} from {peer}: {body}");
+            }
+        }
+    }
+
+    /// With `--admin-listen [::]:9881` (a dual-stack socket), a client of 127.0.0.1, such as
+    /// `kubectl port-forward`, arrives as the IPv4-mapped `::ffff:127.0.0.1`: a loopback
+    /// client all the same.
+    #[tokio::test]
+    async fn the_queue_answers_a_loopback_peer_of_a_dual_stack_listener() {
+        let sidecar = sidecar();
+        let (status, body) = call(&sidecar, Method::GET, "/queue", "[::ffff:127.0.0.1]:5000").await;
+        assert_eq!(status, 200, "{body}");
+        let (status, _) = call(&sidecar, Method::GET, "/queue", "[::ffff:10.0.0.7]:5000").await;
+        assert_eq!(
+            status, 403,
+            "an IPv4-mapped address off the pod is still refused"
+        );
+    }
 }

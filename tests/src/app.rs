@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -112,19 +113,23 @@ impl TestAppBuilder {
         let addr = listener.local_addr()?;
         let counts: Arc<Mutex<HashMap<String, Counts>>> = Arc::default();
         let arrivals: Arc<Mutex<HashMap<String, Vec<Arrival>>>> = Arc::default();
+        let all: Arc<AllRunning> = Arc::default();
         let behavior: Arc<FullBehavior> =
             Arc::new(move |id: &str, attempt| behavior(id, attempt).into());
         let detach = self.finish_after_disconnect;
         let server = tokio::spawn({
-            let (counts, arrivals) = (Arc::clone(&counts), Arc::clone(&arrivals));
+            let (counts, arrivals, all) =
+                (Arc::clone(&counts), Arc::clone(&arrivals), Arc::clone(&all));
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    let (counts, arrivals) = (Arc::clone(&counts), Arc::clone(&arrivals));
+                    let (counts, arrivals, all) =
+                        (Arc::clone(&counts), Arc::clone(&arrivals), Arc::clone(&all));
                     let behavior = Arc::clone(&behavior);
                     let service = service_fn(move |request| {
                         let app = Shared {
                             counts: Arc::clone(&counts),
                             arrivals: Arc::clone(&arrivals),
+                            all: Arc::clone(&all),
                             behavior: Arc::clone(&behavior),
                         };
                         serve(app, request, detach)
@@ -139,6 +144,7 @@ impl TestAppBuilder {
             addr,
             counts,
             arrivals,
+            all,
             server,
         })
     }
@@ -152,11 +158,19 @@ struct Counts {
     max_running: u32,
 }
 
+/// Requests of any delivery at the app now, and the most there ever were at once.
+#[derive(Debug, Default)]
+struct AllRunning {
+    now: AtomicU32,
+    max: AtomicU32,
+}
+
 /// A running test app on 127.0.0.1.
 pub struct TestApp {
     addr: SocketAddr,
     counts: Arc<Mutex<HashMap<String, Counts>>>,
     arrivals: Arc<Mutex<HashMap<String, Vec<Arrival>>>>,
+    all: Arc<AllRunning>,
     server: JoinHandle<()>,
 }
 
@@ -228,6 +242,19 @@ impl TestApp {
             .sum()
     }
 
+    /// The most requests, of any deliveries, at the app at the same time (from the body read
+    /// to the answer decided): what `delivery.maxConcurrency` bounds.
+    pub fn max_running_overall(&self) -> u32 {
+        self.all.max.load(Ordering::SeqCst)
+    }
+
+    /// Every arrival of every delivery, in the order they arrived.
+    pub fn all_arrivals(&self) -> Vec<Arrival> {
+        let mut all: Vec<Arrival> = lock(&self.arrivals).values().flatten().cloned().collect();
+        all.sort_by_key(|a| a.at);
+        all
+    }
+
     /// `CONC_AT_APP`: the most copies of one delivery at the app at the same time.
     pub fn conc_at_app(&self) -> u32 {
         lock(&self.counts)
@@ -244,9 +271,10 @@ impl Drop for TestApp {
     }
 }
 
-/// Decrements the running count even when the sidecar drops the connection mid-request.
+/// Decrements the running counts even when the sidecar drops the connection mid-request.
 struct Running {
     counts: Arc<Mutex<HashMap<String, Counts>>>,
+    all: Arc<AllRunning>,
     id: String,
 }
 
@@ -255,6 +283,7 @@ impl Drop for Running {
         if let Some(c) = lock(&self.counts).get_mut(&self.id) {
             c.running -= 1;
         }
+        self.all.now.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -262,6 +291,7 @@ impl Drop for Running {
 struct Shared {
     counts: Arc<Mutex<HashMap<String, Counts>>>,
     arrivals: Arc<Mutex<HashMap<String, Vec<Arrival>>>>,
+    all: Arc<AllRunning>,
     behavior: Arc<FullBehavior>,
 }
 
@@ -286,6 +316,8 @@ async fn serve(
         c.max_running = c.max_running.max(c.running);
         c.arrivals
     };
+    let now = app.all.now.fetch_add(1, Ordering::SeqCst) + 1;
+    app.all.max.fetch_max(now, Ordering::SeqCst);
     lock(&app.arrivals)
         .entry(id.clone())
         .or_default()
@@ -295,6 +327,7 @@ async fn serve(
         });
     let running = Running {
         counts: Arc::clone(&app.counts),
+        all: Arc::clone(&app.all),
         id: id.clone(),
     };
     let reply = (app.behavior)(&id, attempt);

@@ -192,9 +192,14 @@ impl Traffic {
     /// Sends delivery `id` once and records the answer (with whether the store holds its
     /// admission, for a 2xx).
     async fn send(&self, id: &str) -> Answer {
+        self.send_body(id, &body_of(id)).await
+    }
+
+    /// [`Traffic::send`] with a body of the test's own.
+    async fn send_body(&self, id: &str, body: &str) -> Answer {
         let answer = self
             .sender
-            .post_generic(&self.endpoint.path, SECRET, id, &body_of(id))
+            .post_generic(&self.endpoint.path, SECRET, id, body)
             .await
             .unwrap();
         let admitted = if (200..300).contains(&answer.status) {
@@ -1386,4 +1391,483 @@ async fn every_reload_of_a_queue_endpoint_reaches_its_worker() {
         Vec::<usize>::new(),
         "rounds whose delivery went to the app of the previous configuration"
     );
+}
+
+/// Rewrites the endpoint's file, as the operator does, and waits until the sidecar reloaded
+/// it: the reload metric moved and `GET /queue` shows the file's `paused`.
+async fn rewrite_endpoint(sidecar: &SidecarHarness, endpoint: &EndpointConfig) {
+    let reloads = "hookguard_config_reloads_total{result=\"success\"}";
+    let before = sidecar.metric(reloads).await.unwrap();
+    write_endpoint(sidecar.dir(), endpoint.clone(), SECRET).unwrap();
+    eventually(
+        "the sidecar reloaded the endpoint file",
+        SETTLE,
+        async || {
+            Ok(sidecar.metric(reloads).await? > before
+                && queue_entry(sidecar, &endpoint.name).await?["paused"]
+                    == endpoint.delivery.paused)
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// The `error` of an admin answer's JSON body.
+fn error_of(body: &str) -> String {
+    serde_json::from_str::<Value>(body).unwrap()["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error in {body}"))
+        .to_owned()
+}
+
+/// The delivery IDs of an admin answer's list `field` (`replayed`, `purged`), sorted.
+fn listed(body: &str, field: &str) -> Vec<String> {
+    let mut ids: Vec<String> = serde_json::from_str::<Value>(body).unwrap()[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn max_concurrency_bounds_the_deliveries_at_the_app_at_once() {
+    const WORK: Duration = Duration::from_millis(300);
+    let redis = durable_redis();
+    let app = TestApp::builder()
+        .finish_after_disconnect()
+        .start(|_, _| Reply {
+            status: 200,
+            delay: WORK,
+        })
+        .await
+        .unwrap();
+    let mut endpoint = queued_endpoint("narrow", app.port());
+    endpoint.delivery.max_concurrency = 2;
+    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
+    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let ids = ids("evt-narrow", 10);
+    join_all(ids.iter().map(|id| traffic.send_queued(id))).await;
+    wait_delivered(&app, &sidecar, "narrow", &ids, SETTLE).await;
+
+    for id in &ids {
+        assert_eq!(app.arrivals(id), 1, "{id}");
+    }
+    let most = app.max_running_overall();
+    assert!(most <= 2, "{most} deliveries were at the app at once");
+    assert_eq!(most, 2, "the two slots were used together");
+    // Ten deliveries through two slots, each held 300 ms: five rounds.
+    let starts = app.all_arrivals();
+    let span = starts.last().unwrap().at - starts[0].at;
+    assert!(
+        span >= WORK * 4,
+        "the last delivery started {span:?} after the first"
+    );
+    let report = traffic.board.report(&app);
+    // DUP_AT_APP: 0. Every delivery reached the app once.
+    assert_clean("max concurrency", report);
+    assert_eq!(report.dup_at_app, 0, "{report:?}");
+}
+
+#[tokio::test]
+async fn rate_limit_spaces_the_starts_at_the_app() {
+    const RATE: usize = 5;
+    const WINDOW: Duration = Duration::from_secs(1);
+    let redis = durable_redis();
+    let app = TestApp::builder()
+        .finish_after_disconnect()
+        .start(|_, _| Reply::OK)
+        .await
+        .unwrap();
+    let mut endpoint = queued_endpoint("paced", app.port());
+    endpoint.delivery.rate_limit = Some(u32::try_from(RATE).unwrap());
+    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
+    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let ids = ids("evt-paced", 15);
+    join_all(ids.iter().map(|id| traffic.send_queued(id))).await;
+    wait_delivered(&app, &sidecar, "paced", &ids, SETTLE).await;
+
+    for id in &ids {
+        assert_eq!(app.arrivals(id), 1, "{id}");
+    }
+    let starts: Vec<_> = app.all_arrivals().iter().map(|a| a.at).collect();
+    let first = starts[0];
+    let offsets: Vec<Duration> = starts.iter().map(|t| *t - first).collect();
+    let in_window = |from: &std::time::Instant| {
+        starts
+            .iter()
+            .filter(|t| *t >= from && **t < *from + WINDOW)
+            .count()
+    };
+    // The bucket holds one second's worth: a window holds at most that burst and one
+    // second's refill, and one start of slack for the way to the app.
+    for from in &starts {
+        let count = in_window(from);
+        assert!(
+            count <= 2 * RATE + 1,
+            "{count} starts in the second from {:?}: {offsets:?}",
+            *from - first
+        );
+    }
+    // After the first second the burst is spent and deliveries are still waiting: they
+    // start at the rate.
+    for from in starts.iter().filter(|t| **t >= first + WINDOW) {
+        let count = in_window(from);
+        assert!(
+            count <= RATE + 1,
+            "{count} starts in the second from {:?}: {offsets:?}",
+            *from - first
+        );
+    }
+    // 15 starts, 5 of them from the full bucket, one of slack: the other 9 took 9 / 5 s.
+    let span = *offsets.last().unwrap();
+    assert!(
+        span >= Duration::from_millis(1800),
+        "15 deliveries at 5 per second all started within {span:?}: {offsets:?}"
+    );
+    let report = traffic.board.report(&app);
+    // DUP_AT_APP: 0. Every delivery reached the app once.
+    assert_clean("rate limit", report);
+    assert_eq!(report.dup_at_app, 0, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_paused_endpoint_admits_deliveries_and_delivers_each_once_when_unpaused() {
+    let redis = durable_redis();
+    let app = TestApp::builder()
+        .finish_after_disconnect()
+        .start(|_, _| Reply::OK)
+        .await
+        .unwrap();
+    let mut endpoint = queued_endpoint("paused", app.port());
+    endpoint.delivery.paused = true;
+    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
+    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let ids = ids("evt-paused", 10);
+    for id in &ids {
+        traffic.send_queued(id).await;
+    }
+    // Every admission woke the endpoint's worker; the gauges it refreshes (every 5 s) show it
+    // ran again after the last one, and took nothing.
+    eventually(
+        "the paused endpoint's worker counted every delivery ready",
+        SETTLE,
+        async || {
+            Ok(sidecar
+                .metric("hookguard_queue_ready{endpoint=\"paused\"}")
+                .await?
+                == 10)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.total_arrivals(), 0, "paused: nothing reaches the app");
+    let entry = queue_entry(&sidecar, "paused").await.unwrap();
+    assert_eq!(entry["paused"], true, "{entry}");
+    let stats = &entry["stats"];
+    assert_eq!(
+        (
+            &stats["ready"],
+            &stats["inFlight"],
+            &stats["scheduled"],
+            &stats["held"]
+        ),
+        (
+            &Value::from(10),
+            &Value::from(0),
+            &Value::from(0),
+            &Value::from(10)
+        ),
+        "{entry}"
+    );
+    assert_eq!(
+        sidecar
+            .metric("hookguard_requests_total{endpoint=\"paused\",outcome=\"queued\"}")
+            .await
+            .unwrap(),
+        10
+    );
+
+    endpoint.delivery.paused = false;
+    rewrite_endpoint(&sidecar, &endpoint).await;
+    wait_delivered(&app, &sidecar, "paused", &ids, SETTLE).await;
+    for id in &ids {
+        assert_eq!(app.arrivals(id), 1, "{id}");
+        assert_eq!(attempt_numbers(&app, id), [1], "{id}");
+    }
+    let report = traffic.board.report(&app);
+    // DUP_AT_APP: 0. Each delivery reached the app once, after the unpause.
+    assert_clean("paused", report);
+    assert_eq!(report.dup_at_app, 0, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_retry_that_would_pass_max_age_dead_letters_after_the_first_attempt() {
+    let redis = durable_redis();
+    let app = TestApp::builder()
+        .finish_after_disconnect()
+        .start(|id, _| AppReply {
+            status: if id == "evt-aged-wait" { 503 } else { 500 },
+            delay: Duration::ZERO,
+            retry_after: (id == "evt-aged-wait").then_some(2),
+            body: None,
+        })
+        .await
+        .unwrap();
+    let mut endpoint = queued_endpoint("aged", app.port());
+    endpoint.delivery.max_age = "1s".into();
+    endpoint.delivery.retry_schedule = vec!["2s".into()];
+    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
+    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    for id in ["evt-aged", "evt-aged-wait"] {
+        traffic.send_queued(id).await;
+    }
+
+    // The next retry (2 s ± 20 %) would start after the delivery is 1 s old.
+    let aged = wait_dead(&sidecar, "aged", "evt-aged").await;
+    assert_eq!(aged["reason"], "max age 1s reached (last: status 500)");
+    assert_eq!(aged["attempts"], 1);
+    // So would waiting out the app's Retry-After.
+    let waited = wait_dead(&sidecar, "aged", "evt-aged-wait").await;
+    assert_eq!(waited["reason"], "max age 1s reached (last: status 503)");
+    assert_eq!(attempt_numbers(&app, "evt-aged"), [1]);
+    assert_eq!(attempt_numbers(&app, "evt-aged-wait"), [1]);
+    assert_eq!(attempts_metric(&sidecar, "aged", "dead_lettered").await, 2);
+    assert_eq!(attempts_metric(&sidecar, "aged", "retried").await, 0);
+    assert_eq!(attempts_metric(&sidecar, "aged", "deferred").await, 0);
+    let entry = queue_entry(&sidecar, "aged").await.unwrap();
+    assert_eq!(
+        (&entry["stats"]["dead"], &entry["stats"]["scheduled"]),
+        (&Value::from(2), &Value::from(0)),
+        "{entry}"
+    );
+}
+
+#[tokio::test]
+async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
+    let redis = durable_redis();
+    // `evt-bulk-*` fail until the app is fixed; `evt-drop-*` always fail.
+    let fixed = Arc::new(AtomicBool::new(false));
+    let app = TestApp::builder()
+        .finish_after_disconnect()
+        .start({
+            let fixed = Arc::clone(&fixed);
+            move |id, _| {
+                if id.starts_with("evt-bulk") && fixed.load(Ordering::SeqCst) {
+                    Reply::OK
+                } else {
+                    Reply {
+                        status: 500,
+                        delay: Duration::ZERO,
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap();
+    let mut endpoint = queued_endpoint("bulk", app.port());
+    endpoint.delivery.max_attempts = 1;
+    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
+    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let bulk = ids("evt-bulk", 4);
+    for id in &bulk {
+        traffic.send_queued(id).await;
+    }
+    for id in &bulk {
+        let dead = wait_dead(&sidecar, "bulk", id).await;
+        assert_eq!(dead["reason"], "1 attempts made (last: status 500)");
+    }
+
+    // Refused requests, while the four wait: none replays or purges anything.
+    for (method, path, wanted) in [
+        (
+            Method::POST,
+            "/queue/bulk/dead/replay?rate=0",
+            r#"rate must be a whole number from 1 to 1000, not "0""#,
+        ),
+        (
+            Method::POST,
+            "/queue/bulk/dead/replay?rate=100&limit=abc",
+            r#"not "abc""#,
+        ),
+        (Method::GET, "/queue/bulk/dead?limit=abc", r#"not "abc""#),
+        (Method::GET, "/queue/bulk/dead?limit=0", r#"not "0""#),
+    ] {
+        let (status, body) = sidecar.admin_request(method.clone(), path).await.unwrap();
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        let error = error_of(&body);
+        assert!(error.contains(wanted), "{method} {path}: {error}");
+    }
+    for (method, path) in [
+        (Method::POST, "/queue/nosuch/dead/replay"),
+        (Method::DELETE, "/queue/nosuch/dead"),
+        (Method::GET, "/queue/nosuch/dead"),
+    ] {
+        let (status, body) = sidecar.admin_request(method.clone(), path).await.unwrap();
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(
+            error_of(&body),
+            r#"this sidecar serves no endpoint "nosuch"; it serves ["bulk"]"#,
+            "{method} {path}"
+        );
+    }
+    for (method, path) in [
+        (Method::GET, "/queue/bulk/dead/evt-nope"),
+        (Method::POST, "/queue/bulk/dead/evt-nope/replay"),
+        (Method::DELETE, "/queue/bulk/dead/evt-nope"),
+    ] {
+        let (status, body) = sidecar.admin_request(method.clone(), path).await.unwrap();
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(
+            error_of(&body),
+            r#"delivery "evt-nope" is not in the dead-letter queue"#,
+            "{method} {path}"
+        );
+    }
+    assert_eq!(dead_letters(&sidecar, "bulk").await.unwrap().len(), 4);
+    assert_eq!(app.total_arrivals(), 4);
+
+    fixed.store(true, Ordering::SeqCst);
+    let (status, body) = sidecar
+        .admin_request(Method::POST, "/queue/bulk/dead/replay?rate=100")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(listed(&body, "replayed"), bulk);
+    wait_delivered(&app, &sidecar, "bulk", &bulk, SETTLE).await;
+    for id in &bulk {
+        assert_eq!((app.arrivals(id), app.commits(id)), (2, 1), "{id}");
+        assert_eq!(attempt_numbers(&app, id), [1, 1], "{id}: attempts reset");
+    }
+    let (status, body) = sidecar
+        .admin_request(Method::POST, "/queue/bulk/dead/replay?rate=100")
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, listed(&body, "replayed")),
+        (200, vec![]),
+        "nothing left: {body}"
+    );
+
+    let drop = ids("evt-drop", 3);
+    for id in &drop {
+        traffic.send_queued(id).await;
+    }
+    for id in &drop {
+        wait_dead(&sidecar, "bulk", id).await;
+    }
+    let (status, body) = sidecar
+        .admin_request(Method::DELETE, "/queue/bulk/dead")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(listed(&body, "purged"), drop);
+    assert_eq!(
+        dead_letters(&sidecar, "bulk").await.unwrap(),
+        Vec::<Value>::new()
+    );
+    assert_eq!(held(&sidecar, "bulk").await.unwrap(), 0);
+    let (status, body) = sidecar
+        .admin_request(Method::DELETE, "/queue/bulk/dead")
+        .await
+        .unwrap();
+    assert_eq!((status, listed(&body, "purged")), (200, vec![]), "{body}");
+    // A sender's late retry of a purged delivery is a duplicate, not a new delivery.
+    assert_duplicate(&traffic.send(&drop[0]).await, &drop[0]);
+    assert_eq!(held(&sidecar, "bulk").await.unwrap(), 0);
+    for id in &drop {
+        assert_eq!(app.arrivals(id), 1, "{id}: purged, never sent again");
+    }
+
+    let report = traffic.board.report(&app);
+    // LOST here counts the purged deliveries only: acknowledged, never committed, and dropped
+    // on purpose through the admin port.
+    assert_eq!(traffic.board.lost_ids(&app), drop, "{report:?}");
+    let report = Report { lost: 0, ..report };
+    // DUP_AT_APP: 0. Each replayed delivery committed once; its first arrival failed.
+    assert_clean("bulk replay and purge", report);
+    assert_eq!(report.dup_at_app, 0, "{report:?}");
+}
+
+/// A body of exactly `len` bytes for delivery `id`.
+fn padded_body(id: &str, len: usize) -> String {
+    let head = format!("{{\"id\":\"{id}\",\"pad\":\"");
+    let tail = "\"}";
+    let body = format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len()));
+    assert_eq!(body.len(), len);
+    body
+}
+
+#[tokio::test]
+async fn max_queued_bytes_refuses_what_does_not_fit_but_an_empty_queue_takes_one_delivery() {
+    const CAP: usize = 1024;
+    let redis = durable_redis();
+    let app = TestApp::builder()
+        .finish_after_disconnect()
+        .start(|_, _| Reply::OK)
+        .await
+        .unwrap();
+    let mut endpoint = queued_endpoint("bytes", app.port());
+    endpoint.max_body_size = "1Ki".into();
+    endpoint.delivery.max_queued_bytes = "1Ki".into();
+    // Paused, so the first delivery stays held while the second arrives.
+    endpoint.delivery.paused = true;
+    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
+    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (first, second, large) = ("evt-bytes-1", "evt-bytes-2", "evt-bytes-large");
+    let small = |id: &str| padded_body(id, 400);
+    assert_queued(&traffic.send_body(first, &small(first)).await, first);
+    // A stored delivery counts its path and headers too: this one fills more than half the
+    // cap, so a second of its size does not fit.
+    let entry = queue_entry(&sidecar, "bytes").await.unwrap();
+    let size = entry["stats"]["heldBytes"].as_u64().unwrap();
+    assert!(
+        size <= CAP as u64 && 2 * size > CAP as u64,
+        "one small delivery holds {size} bytes of {CAP}: {entry}"
+    );
+    let refused = traffic.send_body(second, &small(second)).await;
+    assert_eq!(
+        (refused.status, refused.outcome.as_deref()),
+        (503, Some("queue_full")),
+        "{refused:?}"
+    );
+    assert_eq!(refused.retry_after.as_deref(), Some("30"), "{refused:?}");
+    assert_eq!(held(&sidecar, "bytes").await.unwrap(), 1);
+    assert!(
+        !traffic
+            .peek
+            .admitted(&endpoint.endpoint_id, second)
+            .await
+            .unwrap(),
+        "a refused delivery leaves nothing behind"
+    );
+    assert_eq!(
+        sidecar
+            .metric("hookguard_requests_total{endpoint=\"bytes\",outcome=\"queue_full\"}")
+            .await
+            .unwrap(),
+        1
+    );
+
+    endpoint.delivery.paused = false;
+    rewrite_endpoint(&sidecar, &endpoint).await;
+    wait_delivered(&app, &sidecar, "bytes", &[first.to_owned()], SETTLE).await;
+    // The queue is empty: a delivery whose body alone is the cap (so it is stored larger
+    // than the cap) is taken, or one of maxBodySize could never be queued.
+    let body = padded_body(large, CAP);
+    assert_queued(&traffic.send_body(large, &body).await, large);
+    wait_delivered(&app, &sidecar, "bytes", &[large.to_owned()], SETTLE).await;
+    // The sender's retry of the refused one gets through now.
+    assert_queued(&traffic.send_body(second, &small(second)).await, second);
+    let all = [first, second, large].map(str::to_owned);
+    wait_delivered(&app, &sidecar, "bytes", &all, SETTLE).await;
+    for id in &all {
+        assert_eq!(app.arrivals(id), 1, "{id}");
+    }
+    let report = traffic.board.report(&app);
+    // DUP_AT_APP: 0. Every delivery reached the app once.
+    assert_clean("max queued bytes", report);
+    assert_eq!(report.dup_at_app, 0, "{report:?}");
 }

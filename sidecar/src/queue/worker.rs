@@ -224,7 +224,10 @@ impl Worker {
             if !Arc::ptr_eq(&current, &endpoint) {
                 endpoint = current;
                 metrics = self.context.metrics.queue(&endpoint.name);
-                bucket = RateLimit::new(endpoint.delivery.rate_limit);
+                // A reload of anything else must not refill the bucket.
+                if bucket.rate != endpoint.delivery.rate_limit.map(f64::from) {
+                    bucket = RateLimit::new(endpoint.delivery.rate_limit);
+                }
             }
             if endpoint.queued() && Instant::now() >= stats_due {
                 self.observe(&endpoint, &metrics).await;
