@@ -120,49 +120,22 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     //! The loopback guard of `/queue`, called with the peer address the admin listener would
-    //! pass: a sidecar built as `service/tests.rs` builds one, with the in-memory store.
+    //! pass, on the request-path tests' sidecar (in-memory store).
 
-    use std::sync::Arc;
     use std::time::Duration;
 
     use http_body_util::BodyExt;
     use serde_json::json;
 
     use super::*;
-    use crate::dedup::{MemoryLimits, Store};
-    use crate::metrics::Metrics;
-    use crate::service::ServiceSettings;
 
     fn sidecar() -> Sidecar {
-        let config: hookguard_api::config::EndpointConfig = serde_json::from_value(json!({
-            "name": "e", "endpointId": "e1", "path": "/hook", "scheme": "Generic",
-            "upstream": {"port": 9}, "secretDir": "/unused: the key is given below",
-        }))
-        .unwrap();
-        let key =
-            crate::verify::SigningKey::new(config.scheme, "k1", b"admin-test-secret").unwrap();
-        let endpoint = crate::config::Endpoint::from_config(config, vec![key]).unwrap();
-        let endpoints = crate::config::Endpoints::new(vec![("e".into(), endpoint)]).unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let limits = MemoryLimits {
-            max_entries: 1000,
-            max_bytes: 1 << 20,
-        };
-        let store = Store::memory(
-            limits,
-            metrics.memory_evictions(),
-            Duration::from_millis(250),
-        );
-        let settings = ServiceSettings {
-            upstream_host: "127.0.0.1".into(),
-            body_read_timeout: Duration::from_secs(5),
-        };
-        Sidecar::new(
-            &endpoints,
-            store,
-            metrics,
-            settings,
-            crate::background::Background::default(),
+        crate::service::tests::sidecar_with(
+            json!({
+                "name": "e", "endpointId": "e1", "path": "/hook", "scheme": "Generic",
+                "upstream": {"port": 9},
+            }),
+            Duration::from_secs(5),
         )
     }
 

@@ -72,15 +72,9 @@ impl Forwarder {
         metrics: Arc<Metrics>,
         tasks: Background,
     ) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         Forwarder {
             inner: Arc::new(Inner {
-                client,
+                client: upstream_client(),
                 upstream_host,
                 store,
                 metrics,
@@ -288,6 +282,17 @@ impl Inner {
             tracing::warn!(error = %error, "releasing a claim failed; it expires with its lease");
         }
     }
+}
+
+/// A pooled keep-alive client to the app on localhost: connects in at most a second (the
+/// app is local: a slow connect means it is not listening), no Nagle delay.
+pub fn upstream_client() -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(1)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
 }
 
 /// The app's answer as the sender gets it: status, headers minus hop-by-hop ones, and the

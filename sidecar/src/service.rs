@@ -456,4 +456,4 @@ where
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

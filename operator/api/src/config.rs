@@ -299,25 +299,25 @@ impl Durability {
     }
 }
 
-fn default_retry_schedule() -> Vec<String> {
+pub(crate) fn default_retry_schedule() -> Vec<String> {
     DEFAULT_RETRY_SCHEDULE
         .iter()
         .map(|s| (*s).to_owned())
         .collect()
 }
-fn default_max_attempts() -> u32 {
+pub(crate) fn default_max_attempts() -> u32 {
     DEFAULT_MAX_ATTEMPTS
 }
-fn default_max_age() -> String {
+pub(crate) fn default_max_age() -> String {
     DEFAULT_MAX_AGE.to_owned()
 }
-fn default_max_concurrency() -> u32 {
+pub(crate) fn default_max_concurrency() -> u32 {
     DEFAULT_MAX_CONCURRENCY
 }
-fn default_max_queued() -> u64 {
+pub(crate) fn default_max_queued() -> u64 {
     DEFAULT_MAX_QUEUED
 }
-fn default_max_queued_bytes() -> String {
+pub(crate) fn default_max_queued_bytes() -> String {
     DEFAULT_MAX_QUEUED_BYTES.to_owned()
 }
 

@@ -15,9 +15,8 @@ use serde::{Deserialize, Serialize};
 use kube::core::Message;
 
 use crate::config::{
-    DEFAULT_MAX_AGE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUED,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_RETRY_SCHEDULE, DeliveryMode, Durability, GenericOptions,
-    Scheme, StoreUnavailable,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUED, DeliveryMode, Durability,
+    GenericOptions, Scheme, StoreUnavailable,
 };
 use crate::names::{SIDECAR_ADMIN_PORT, SIDECAR_PORT};
 use crate::validation::{
@@ -276,7 +275,7 @@ pub struct DeliverySpec {
     /// [5s, 5m, 30m]; past the end of the list its last delay repeats until maxAttempts or
     /// maxAge ends the retries. 1 to 32 positive durations of at most 720h. Default: 5s, 5m,
     /// 30m, 2h, 5h, 10h, 10h.
-    #[serde(default = "default_retry_schedule")]
+    #[serde(default = "crate::config::default_retry_schedule")]
     #[schemars(length(max = MAX_RETRY_SCHEDULE), inner(length(max = MAX_RETRY_DELAY_LENGTH)))]
     #[x_kube(validation = Rule::new("size(self) >= 1").message(retry_schedule_length_message()))]
     #[x_kube(validation = Rule::new(retry_schedule_rule()).message(retry_schedule_message()))]
@@ -284,19 +283,19 @@ pub struct DeliverySpec {
 
     /// Queue mode: most attempts of one delivery, the first included, before it goes to the
     /// dead-letter queue; 1 to 1000 (1: no retries). Default: 8.
-    #[serde(default = "default_max_attempts")]
+    #[serde(default = "crate::config::default_max_attempts")]
     #[schemars(range(min = 1, max = MAX_ATTEMPTS))]
     pub max_attempts: u32,
 
     /// Queue mode: a delivery accepted longer ago than this goes to the dead-letter queue
     /// instead of being retried; a positive duration of at most 720h. Default: 72h.
-    #[serde(default = "default_max_age")]
+    #[serde(default = "crate::config::default_max_age")]
     #[x_kube(validation = Rule::new(bounded_duration_rule("self")).message(max_age_message()))]
     pub max_age: String,
 
     /// Queue mode: most deliveries of this endpoint at the app at once, per sidecar: with
     /// three replicas the app can see three times as many. 1 to 1000. Default: 10.
-    #[serde(default = "default_max_concurrency")]
+    #[serde(default = "crate::config::default_max_concurrency")]
     #[schemars(range(min = 1, max = MAX_CONCURRENCY))]
     pub max_concurrency: u32,
 
@@ -316,14 +315,14 @@ pub struct DeliverySpec {
     /// Queue mode: most deliveries held for this endpoint (waiting, retrying or
     /// dead-lettered); when full, senders get 503 with Retry-After and retry later. At least
     /// 1. Default: 10000.
-    #[serde(default = "default_max_queued")]
+    #[serde(default = "crate::config::default_max_queued")]
     #[schemars(range(min = 1))]
     pub max_queued: u64,
 
     /// Queue mode: most body bytes held for this endpoint, e.g. 64Mi or 1Gi; at least
     /// maxBodySize, so the largest delivery fits. When full, senders get 503 with
     /// Retry-After. Give Redis memory for the sum over its endpoints. Default: 64Mi.
-    #[serde(default = "default_max_queued_bytes")]
+    #[serde(default = "crate::config::default_max_queued_bytes")]
     #[x_kube(validation = Rule::new(format!("self.matches('{SIZE_PATTERN}')")).message("delivery.maxQueuedBytes is an integer with an optional unit: 67108864, 64Mi, 1Gi"))]
     #[x_kube(validation = Rule::new(format!("!self.matches('{SIZE_PATTERN}') || quantity(self).compareTo(quantity('1024Gi')) <= 0")).message("delivery.maxQueuedBytes is at most 1024Gi"))]
     pub max_queued_bytes: String,
@@ -334,14 +333,14 @@ impl Default for DeliverySpec {
         DeliverySpec {
             mode: DeliveryMode::default(),
             durability: Durability::default(),
-            retry_schedule: default_retry_schedule(),
+            retry_schedule: crate::config::default_retry_schedule(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
-            max_age: default_max_age(),
+            max_age: crate::config::default_max_age(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             rate_limit: None,
             paused: false,
             max_queued: DEFAULT_MAX_QUEUED,
-            max_queued_bytes: default_max_queued_bytes(),
+            max_queued_bytes: crate::config::default_max_queued_bytes(),
         }
     }
 }
@@ -509,24 +508,6 @@ fn default_tolerance() -> String {
 }
 fn default_window() -> String {
     crate::config::DEFAULT_WINDOW.to_owned()
-}
-fn default_retry_schedule() -> Vec<String> {
-    DEFAULT_RETRY_SCHEDULE.map(str::to_owned).to_vec()
-}
-fn default_max_attempts() -> u32 {
-    DEFAULT_MAX_ATTEMPTS
-}
-fn default_max_age() -> String {
-    DEFAULT_MAX_AGE.to_owned()
-}
-fn default_max_concurrency() -> u32 {
-    DEFAULT_MAX_CONCURRENCY
-}
-fn default_max_queued() -> u64 {
-    DEFAULT_MAX_QUEUED
-}
-fn default_max_queued_bytes() -> String {
-    DEFAULT_MAX_QUEUED_BYTES.to_owned()
 }
 fn default_grace_period() -> String {
     DEFAULT_GRACE_PERIOD.to_owned()

@@ -25,7 +25,6 @@ use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -88,16 +87,10 @@ impl Workers {
         metrics: Arc<Metrics>,
         kill: CancellationToken,
     ) -> Workers {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         Workers {
             context: Arc::new(Context {
                 store,
-                client,
+                client: crate::forward::upstream_client(),
                 upstream_host,
                 metrics,
                 stop: CancellationToken::new(),

@@ -18,7 +18,9 @@ use crate::metrics::Metrics;
 
 const SECRET: &str = "service-test-secret";
 
-fn sidecar_with(config: serde_json::Value, body_read_timeout: Duration) -> Sidecar {
+/// A sidecar serving one endpoint written as `config` (its secret is [`SECRET`]), with the
+/// in-memory store; also the admin tests' fixture.
+pub(crate) fn sidecar_with(config: serde_json::Value, body_read_timeout: Duration) -> Sidecar {
     let mut config = config;
     config["secretDir"] = json!("/unused: the key is given below");
     let config: hookguard_api::config::EndpointConfig = serde_json::from_value(config).unwrap();
