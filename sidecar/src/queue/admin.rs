@@ -185,30 +185,7 @@ async fn replay_all(sidecar: &Sidecar, name: &str, query: &Query<'_>) -> Result<
     let endpoint = endpoint_named(sidecar, name)?;
     let id = &endpoint.endpoint_id;
     let pause = Duration::from_secs(1) / rate;
-    let mut replayed = Vec::new();
-    while replayed.len() < limit {
-        let want = (limit - replayed.len()).min(PAGE_MAX);
-        let page = sidecar
-            .store()
-            .dead_letters(id, None, want)
-            .await
-            .map_err(unavailable)?;
-        if page.is_empty() {
-            break;
-        }
-        for dead in page {
-            if sidecar
-                .store()
-                .replay(id, &dead.delivery_id)
-                .await
-                .map_err(unavailable)?
-            {
-                replayed.push(dead.delivery_id);
-                sidecar.workers().wake(id);
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
+    let replayed = each_dead(sidecar, id, limit, Bulk::Replay { pause }).await?;
     tracing::info!(endpoint = %name, count = replayed.len(), "dead letters replayed");
     Ok(json!({"replayed": replayed}))
 }
@@ -232,29 +209,60 @@ async fn purge_one(sidecar: &Sidecar, name: &str, delivery_id: &str) -> Result<V
 async fn purge_all(sidecar: &Sidecar, name: &str) -> Result<Value, Failure> {
     let endpoint = endpoint_named(sidecar, name)?;
     let id = &endpoint.endpoint_id;
-    let mut purged = Vec::new();
-    loop {
-        let page = sidecar
-            .store()
-            .dead_letters(id, None, PAGE_MAX)
-            .await
-            .map_err(unavailable)?;
-        if page.is_empty() {
-            break;
-        }
-        for dead in page {
-            if sidecar
-                .store()
-                .purge(id, &dead.delivery_id, endpoint.window)
-                .await
-                .map_err(unavailable)?
-            {
-                purged.push(dead.delivery_id);
-            }
-        }
-    }
+    let window = endpoint.window;
+    let purged = each_dead(sidecar, id, usize::MAX, Bulk::Purge { window }).await?;
     tracing::info!(endpoint = %name, count = purged.len(), "dead letters purged");
     Ok(json!({"purged": purged}))
+}
+
+/// What a bulk request does to each dead letter.
+#[derive(Debug, Clone, Copy)]
+enum Bulk {
+    /// Replay it, then wait `pause` (the rate).
+    Replay { pause: Duration },
+    /// Purge it, its ID done for `window`.
+    Purge { window: Duration },
+}
+
+/// Applies `bulk` to the endpoint's dead letters, oldest first, up to `limit`, a page at a
+/// time; returns the IDs it applied to. Stops at a page where nothing applied (the list
+/// changed under it), so it always ends.
+async fn each_dead(
+    sidecar: &Sidecar,
+    endpoint_id: &str,
+    limit: usize,
+    bulk: Bulk,
+) -> Result<Vec<String>, Failure> {
+    let store = sidecar.store();
+    let mut done = Vec::new();
+    while done.len() < limit {
+        let want = (limit - done.len()).min(PAGE_MAX);
+        let page = store
+            .dead_letters(endpoint_id, None, want)
+            .await
+            .map_err(unavailable)?;
+        let before = done.len();
+        for dead in page {
+            let id = &dead.delivery_id;
+            let applied = match bulk {
+                Bulk::Replay { .. } => store.replay(endpoint_id, id).await,
+                Bulk::Purge { window } => store.purge(endpoint_id, id, window).await,
+            }
+            .map_err(unavailable)?;
+            if !applied {
+                continue;
+            }
+            if let Bulk::Replay { pause } = bulk {
+                sidecar.workers().wake(endpoint_id);
+                tokio::time::sleep(pause).await;
+            }
+            done.push(dead.delivery_id);
+        }
+        if done.len() == before {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 /// `GET /queue`.

@@ -258,10 +258,29 @@ impl MemoryQueue {
 
     fn commit_at(&self, endpoint_id: &str, taken: &Taken, window: Duration, now: Instant) -> bool {
         let mut state = self.lock();
+        self.finish(
+            &mut state,
+            endpoint_id,
+            &taken.delivery.delivery_id,
+            window,
+            now,
+        )
+    }
+
+    /// Removes a delivery for good, its dedup keys `done` for `window`, and the endpoint's
+    /// state with its last delivery. `false` if it was not held.
+    fn finish(
+        &self,
+        state: &mut State,
+        endpoint_id: &str,
+        delivery_id: &str,
+        window: Duration,
+        now: Instant,
+    ) -> bool {
         let Some(queue) = state.endpoints.get_mut(endpoint_id) else {
             return false;
         };
-        let Some(message) = queue.remove(&taken.delivery.delivery_id) else {
+        let Some(message) = queue.remove(delivery_id) else {
             return false;
         };
         let emptied = queue.messages.is_empty();
@@ -420,18 +439,7 @@ impl MemoryQueue {
             .messages
             .get(delivery_id)
             .is_some_and(|message| matches!(message.place, Place::Dead { .. }));
-        if !dead {
-            return false;
-        }
-        let Some(message) = queue.remove(delivery_id) else {
-            return false;
-        };
-        let emptied = queue.messages.is_empty();
-        self.mark_done(&message.keys, window, now);
-        if emptied {
-            state.endpoints.remove(endpoint_id);
-        }
-        true
+        dead && self.finish(&mut state, endpoint_id, delivery_id, window, now)
     }
 
     /// Replaces the keys' `queued` markers by `done` for `window`; the caller holds the queue's
