@@ -220,6 +220,21 @@ impl Traffic {
         assert_queued(&answer, id);
     }
 
+    /// [`Traffic::send_queued`] for each of `ids` in turn.
+    async fn send_all_queued(&self, ids: impl IntoIterator<Item = impl AsRef<str>>) {
+        for id in ids {
+            self.send_queued(id.as_ref()).await;
+        }
+    }
+
+    /// Whether the store holds an admission of `id` (see [`Peek::admitted`]).
+    async fn admitted(&self, id: &str) -> bool {
+        self.peek
+            .admitted(&self.endpoint.endpoint_id, id)
+            .await
+            .unwrap()
+    }
+
     /// Retries `id` every 100 ms, as a sender does (a real one waits out `Retry-After`), until a
     /// 2xx; returns every answer.
     async fn send_until_2xx(&self, id: &str, within: Duration) -> Vec<Answer> {
@@ -382,18 +397,131 @@ fn assert_clean(scenario: &str, report: Report) {
     );
 }
 
+/// Asserts [`assert_clean`]'s three numbers and that `DUP_AT_APP` is `dup_at_app`, the
+/// scenario's own bound (each call site says why).
+fn assert_report(scenario: &str, report: Report, dup_at_app: u32) {
+    assert_clean(scenario, report);
+    assert_eq!(report.dup_at_app, dup_at_app, "{report:?}");
+}
+
+/// Asserts `answer` is a 503 with the outcome `outcome` (`queue_full`, `not_durable`).
+fn assert_refused(answer: &Answer, outcome: &str) {
+    assert_eq!(
+        (answer.status, answer.outcome.as_deref()),
+        (503, Some(outcome)),
+        "{answer:?}"
+    );
+}
+
+/// Asserts each of `ids` reached the app exactly once.
+fn assert_arrived_once(app: &TestApp, ids: &[String]) {
+    for id in ids {
+        assert_eq!(app.arrivals(id), 1, "{id}");
+    }
+}
+
+/// The metric `hookguard_requests_total` of one endpoint and outcome.
+async fn requests_metric(sidecar: &SidecarHarness, name: &str, outcome: &str) -> u64 {
+    sidecar
+        .metric(&format!(
+            "hookguard_requests_total{{endpoint=\"{name}\",outcome=\"{outcome}\"}}"
+        ))
+        .await
+        .unwrap()
+}
+
+/// `method path` on the admin port: its status and body.
+async fn admin_call(sidecar: &SidecarHarness, method: Method, path: &str) -> (u16, String) {
+    sidecar.admin_request(method, path).await.unwrap()
+}
+
+/// A test app answering as `behavior` says (to a delivery ID and its arrival number, from 1)
+/// that, like most apps' handlers, finishes a request after the sidecar hung up on it.
+async fn start_app<R: Into<AppReply>>(
+    behavior: impl Fn(&str, u32) -> R + Send + Sync + 'static,
+) -> TestApp {
+    TestApp::builder()
+        .finish_after_disconnect()
+        .start(behavior)
+        .await
+        .unwrap()
+}
+
+/// [`start_app`] answering 200 at once to everything.
+async fn ok_app() -> TestApp {
+    start_app(|_, _| Reply::OK).await
+}
+
+/// [`ok_app`] on `port`, which the sidecar was given before anything listened on it.
+async fn ok_app_on(port: u16) -> TestApp {
+    TestApp::builder()
+        .port(port)
+        .finish_after_disconnect()
+        .start(|_, _| Reply::OK)
+        .await
+        .unwrap()
+}
+
+/// [`start_app`] whose first arrival of each delivery answers 200 after `first_takes`; later
+/// arrivals answer 200 at once.
+async fn slow_first_app(first_takes: Duration) -> TestApp {
+    start_app(move |_, arrival| Reply {
+        status: 200,
+        delay: if arrival == 1 {
+            first_takes
+        } else {
+            Duration::ZERO
+        },
+    })
+    .await
+}
+
+/// [`start_app`] answering 500 until `fixed` is set, and from then 200 to the deliveries
+/// `fixable` picks (500 still to the others).
+async fn broken_app(
+    fixed: &Arc<AtomicBool>,
+    fixable: impl Fn(&str) -> bool + Send + Sync + 'static,
+) -> TestApp {
+    let fixed = Arc::clone(fixed);
+    start_app(move |id, _| {
+        if fixable(id) && fixed.load(Ordering::SeqCst) {
+            Reply::OK
+        } else {
+            reply(500)
+        }
+    })
+    .await
+}
+
+/// An answer of `status`, at once.
+fn reply(status: u16) -> Reply {
+    Reply {
+        status,
+        delay: Duration::ZERO,
+    }
+}
+
+/// A 200 after `delay`.
+fn ok_after(delay: Duration) -> Reply {
+    Reply { status: 200, delay }
+}
+
+/// A sidecar serving only `endpoint` on `redis`, and the [`Traffic`] its sender sends.
+async fn serve(redis: &RedisServer, endpoint: &EndpointConfig) -> (SidecarHarness, Traffic) {
+    let sidecar = sidecar(redis, vec![endpoint.clone()]).await;
+    let traffic = Traffic::new(&sidecar, redis, endpoint);
+    (sidecar, traffic)
+}
+
 #[tokio::test]
 async fn an_app_down_for_a_while_gets_every_delivery_once_it_listens() {
     let redis = durable_redis();
     // Nothing listens on the app's port yet: every attempt is refused, so nothing reaches it.
     let app_port = free_port().unwrap();
     let endpoint = queued_endpoint("down", app_port);
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let ids = ids("evt-down", 10);
-    for id in &ids {
-        traffic.send_queued(id).await;
-    }
+    traffic.send_all_queued(&ids).await;
 
     // Down "for a while": until every delivery has been refused at least twice.
     eventually("every delivery was refused twice", SETTLE, async || {
@@ -410,12 +538,7 @@ async fn an_app_down_for_a_while_gets_every_delivery_once_it_listens() {
     assert!(attempts_metric(&sidecar, "down", "retried").await >= 20);
     assert_eq!(attempts_metric(&sidecar, "down", "committed").await, 0);
 
-    let app = TestApp::builder()
-        .port(app_port)
-        .finish_after_disconnect()
-        .start(|_, _| Reply::OK)
-        .await
-        .unwrap();
+    let app = ok_app_on(app_port).await;
     wait_delivered(&app, &sidecar, "down", &ids, SETTLE).await;
     for id in &ids {
         assert_eq!(
@@ -432,35 +555,18 @@ async fn an_app_down_for_a_while_gets_every_delivery_once_it_listens() {
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. A refused connection is a definite failure: no copy reached the app
     // before the one that committed.
-    assert_clean("app down", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("app down", report, 0);
 }
 
 #[tokio::test]
 async fn an_app_answering_500_then_200_gets_each_delivery_with_numbered_attempts() {
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, arrival| {
-            if arrival <= 2 {
-                Reply {
-                    status: 500,
-                    delay: Duration::ZERO,
-                }
-            } else {
-                Reply::OK
-            }
-        })
-        .await
-        .unwrap();
+    let app = start_app(|_, arrival| if arrival <= 2 { reply(500) } else { Reply::OK }).await;
     let endpoint = queued_endpoint("flaky", app.port());
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let ids = ids("evt-flaky", 10);
     let sent_from = unix_now();
-    for id in &ids {
-        traffic.send_queued(id).await;
-    }
+    traffic.send_all_queued(&ids).await;
     let sent_until = unix_now();
     wait_delivered(&app, &sidecar, "flaky", &ids, SETTLE).await;
 
@@ -499,8 +605,7 @@ async fn an_app_answering_500_then_200_gets_each_delivery_with_numbered_attempts
     assert_eq!(attempts_metric(&sidecar, "flaky", "committed").await, 10);
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. A 500 is a definite failure; only the 200 commits.
-    assert_clean("app 500 then 200", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("app 500 then 200", report, 0);
 }
 
 #[tokio::test]
@@ -509,27 +614,13 @@ async fn an_app_slower_than_its_time_out_never_gets_two_copies_at_once() {
     let redis = durable_redis();
     // The first copy outlives the 300 ms time-out and, like most apps' handlers, keeps going
     // after the sidecar hung up: it commits at 600 ms. Later copies answer at once.
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, arrival| Reply {
-            status: 200,
-            delay: if arrival == 1 {
-                FIRST_TAKES
-            } else {
-                Duration::ZERO
-            },
-        })
-        .await
-        .unwrap();
+    let app = slow_first_app(FIRST_TAKES).await;
     let mut endpoint = queued_endpoint("slow", app.port());
     endpoint.upstream.timeout = "300ms".into();
     let lease = lease_of(&endpoint);
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let ids = ids("evt-slow", 3);
-    for id in &ids {
-        traffic.send_queued(id).await;
-    }
+    traffic.send_all_queued(&ids).await;
     wait_delivered(&app, &sidecar, "slow", &ids, lease + SETTLE).await;
 
     for id in &ids {
@@ -549,8 +640,7 @@ async fn an_app_slower_than_its_time_out_never_gets_two_copies_at_once() {
     // the sidecar gave up on it, which the sidecar cannot know; the retry commits again. That
     // is README's "at least once to the app": the app's unique constraint on
     // X-Hookguard-Delivery-Id absorbs it. What the lease guarantees is CONC_AT_APP = 1.
-    assert_clean("app slower than its time-out", report);
-    assert_eq!(report.dup_at_app, 3, "{report:?}");
+    assert_report("app slower than its time-out", report, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,26 +648,12 @@ async fn a_crashed_sidecars_deliveries_are_delivered_by_another_after_the_lease(
     const FIRST_TAKES: Duration = Duration::from_millis(800);
     let redis = durable_redis();
     // The first copies are at the app when their sidecar crashes, and finish (commit) anyway.
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, arrival| Reply {
-            status: 200,
-            delay: if arrival == 1 {
-                FIRST_TAKES
-            } else {
-                Duration::ZERO
-            },
-        })
-        .await
-        .unwrap();
+    let app = slow_first_app(FIRST_TAKES).await;
     let endpoint = queued_endpoint("crashy", app.port());
     let lease = lease_of(&endpoint);
-    let first = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&first, &redis, &endpoint);
+    let (first, traffic) = serve(&redis, &endpoint).await;
     let ids = ids("evt-crash", 5);
-    for id in &ids {
-        traffic.send_queued(id).await;
-    }
+    traffic.send_all_queued(&ids).await;
     eventually("every delivery is at the app", SETTLE, async || {
         Ok(ids.iter().all(|id| app.running(id) == 1))
     })
@@ -624,8 +700,7 @@ async fn a_crashed_sidecars_deliveries_are_delivered_by_another_after_the_lease(
     // copies were at the app (and committed there) but never committed in the store, so
     // after the lease another sidecar delivers them again (README: "killed between the app's
     // 2xx and the commit"). Bounded by the deliveries at the app at the crash (maxConcurrency).
-    assert_clean("sidecar crash", report);
-    assert_eq!(report.dup_at_app, 5, "{report:?}");
+    assert_report("sidecar crash", report, 5);
 }
 
 /// Queues deliveries at an app that is down, kills Redis with SIGKILL right after the last
@@ -682,12 +757,7 @@ async fn acknowledged_deliveries_survive_a_redis_sigkill(
             "{id}: its stored request is gone after the restart"
         );
     }
-    let app = TestApp::builder()
-        .port(app_port)
-        .finish_after_disconnect()
-        .start(|_, _| Reply::OK)
-        .await
-        .unwrap();
+    let app = ok_app_on(app_port).await;
     wait_delivered(&app, &sidecar, name, &ids, SETTLE).await;
     assert_eq!(
         queue_entry(&sidecar, name).await.unwrap()["stats"]["dead"],
@@ -703,8 +773,7 @@ async fn acknowledged_deliveries_survive_a_redis_sigkill(
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. The app was down until after the restart, so no copy reached it before
     // the one that committed.
-    assert_clean(&format!("redis SIGKILL ({promise})"), report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report(&format!("redis SIGKILL ({promise})"), report, 0);
 }
 
 // A SIGKILL loses what the server had not yet written to its AOF file; what it wrote but the
@@ -729,41 +798,20 @@ async fn deliveries_acknowledged_by_valkey_after_waitaof_survive_sigkill() {
 #[tokio::test]
 async fn a_full_queue_answers_503_and_the_senders_retry_gets_through_once_it_drains() {
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, _| Reply::OK)
-        .await
-        .unwrap();
+    let app = ok_app().await;
     let mut endpoint = queued_endpoint("full", app.port());
     endpoint.delivery.paused = true;
     endpoint.delivery.max_queued = 5;
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let ids = ids("evt-full", 6);
-    for id in &ids[..5] {
-        traffic.send_queued(id).await;
-    }
+    traffic.send_all_queued(&ids[..5]).await;
     let refused = traffic.send(&ids[5]).await;
-    assert_eq!(
-        (refused.status, refused.outcome.as_deref()),
-        (503, Some("queue_full")),
-        "{refused:?}"
-    );
+    assert_refused(&refused, "queue_full");
     assert_eq!(refused.retry_after.as_deref(), Some("30"));
-    assert_eq!(
-        sidecar
-            .metric("hookguard_requests_total{endpoint=\"full\",outcome=\"queue_full\"}")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(requests_metric(&sidecar, "full", "queue_full").await, 1);
     assert_eq!(held(&sidecar, "full").await.unwrap(), 5);
     assert!(
-        !traffic
-            .peek
-            .admitted(&endpoint.endpoint_id, &ids[5])
-            .await
-            .unwrap(),
+        !traffic.admitted(&ids[5]).await,
         "a refused delivery leaves nothing behind"
     );
     assert_eq!(app.total_arrivals(), 0, "paused: nothing is delivered");
@@ -787,40 +835,27 @@ async fn a_full_queue_answers_503_and_the_senders_retry_gets_through_once_it_dra
     );
     assert_queued(answers.last().unwrap(), &ids[5]);
     wait_delivered(&app, &sidecar, "full", &ids, SETTLE).await;
-    for id in &ids {
-        assert_eq!(app.arrivals(id), 1, "{id}");
-    }
+    assert_arrived_once(&app, &ids);
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. Every delivery reached the app once, at its first attempt.
-    assert_clean("queue full", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("queue full", report, 0);
 }
 
 #[tokio::test]
 async fn a_poison_delivery_is_dead_lettered_and_listed_on_the_admin_port() {
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|id, _| match id {
-            "evt-poison" => Reply {
-                status: 500,
-                delay: Duration::ZERO,
-            },
-            "evt-refused" => Reply {
-                status: 422,
-                delay: Duration::ZERO,
-            },
-            _ => Reply::OK,
-        })
-        .await
-        .unwrap();
+    let app = start_app(|id, _| match id {
+        "evt-poison" => reply(500),
+        "evt-refused" => reply(422),
+        _ => Reply::OK,
+    })
+    .await;
     let mut endpoint = queued_endpoint("poison", app.port());
     endpoint.delivery.max_attempts = 3;
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
-    for id in ["evt-poison", "evt-refused", "evt-fine"] {
-        traffic.send_queued(id).await;
-    }
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
+    traffic
+        .send_all_queued(["evt-poison", "evt-refused", "evt-fine"])
+        .await;
 
     let poison = wait_dead(&sidecar, "poison", "evt-poison").await;
     assert_eq!(poison["reason"], "3 attempts made (last: status 500)");
@@ -888,8 +923,7 @@ async fn a_poison_delivery_is_dead_lettered_and_listed_on_the_admin_port() {
     );
     let report = Report { lost: 0, ..report };
     // DUP_AT_APP: 0. Nothing committed twice; the poison's three arrivals all failed.
-    assert_clean("poison", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("poison", report, 0);
 }
 
 #[tokio::test]
@@ -897,38 +931,21 @@ async fn a_replayed_dead_letter_reaches_the_fixed_app_once_and_a_purged_one_stay
     let redis = durable_redis();
     // Broken until fixed: 500 for everything, then 200.
     let fixed = Arc::new(AtomicBool::new(false));
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start({
-            let fixed = Arc::clone(&fixed);
-            move |_, _| {
-                if fixed.load(Ordering::SeqCst) {
-                    Reply::OK
-                } else {
-                    Reply {
-                        status: 500,
-                        delay: Duration::ZERO,
-                    }
-                }
-            }
-        })
-        .await
-        .unwrap();
+    let app = broken_app(&fixed, |_| true).await;
     let mut endpoint = queued_endpoint("replay", app.port());
     endpoint.delivery.max_attempts = 3;
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
-    for id in ["evt-replay", "evt-purge"] {
-        traffic.send_queued(id).await;
-    }
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
+    traffic.send_all_queued(["evt-replay", "evt-purge"]).await;
     wait_dead(&sidecar, "replay", "evt-replay").await;
     wait_dead(&sidecar, "replay", "evt-purge").await;
     fixed.store(true, Ordering::SeqCst);
 
-    let (status, body) = sidecar
-        .admin_request(Method::POST, "/queue/replay/dead/evt-replay/replay")
-        .await
-        .unwrap();
+    let (status, body) = admin_call(
+        &sidecar,
+        Method::POST,
+        "/queue/replay/dead/evt-replay/replay",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["replayed"],
@@ -957,16 +974,15 @@ async fn a_replayed_dead_letter_reaches_the_fixed_app_once_and_a_purged_one_stay
     assert_eq!(dead[0]["deliveryId"], "evt-purge");
     // The sender's late retry of the replayed delivery: done, so a duplicate.
     assert_duplicate(&traffic.send("evt-replay").await, "evt-replay");
-    let (status, body) = sidecar
-        .admin_request(Method::POST, "/queue/replay/dead/evt-replay/replay")
-        .await
-        .unwrap();
+    let (status, body) = admin_call(
+        &sidecar,
+        Method::POST,
+        "/queue/replay/dead/evt-replay/replay",
+    )
+    .await;
     assert_eq!(status, 404, "replayed once only: {body}");
 
-    let (status, body) = sidecar
-        .admin_request(Method::DELETE, "/queue/replay/dead/evt-purge")
-        .await
-        .unwrap();
+    let (status, body) = admin_call(&sidecar, Method::DELETE, "/queue/replay/dead/evt-purge").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["purged"],
@@ -979,10 +995,12 @@ async fn a_replayed_dead_letter_reaches_the_fixed_app_once_and_a_purged_one_stay
     assert_eq!(held(&sidecar, "replay").await.unwrap(), 0);
     // The sender's late retry of the purged delivery is a duplicate, not a new delivery.
     assert_duplicate(&traffic.send("evt-purge").await, "evt-purge");
-    let (status, _) = sidecar
-        .admin_request(Method::POST, "/queue/replay/dead/evt-purge/replay")
-        .await
-        .unwrap();
+    let (status, _) = admin_call(
+        &sidecar,
+        Method::POST,
+        "/queue/replay/dead/evt-purge/replay",
+    )
+    .await;
     assert_eq!(status, 404, "a purged delivery cannot be replayed");
     assert_eq!(held(&sidecar, "replay").await.unwrap(), 0);
     assert_eq!(
@@ -998,19 +1016,14 @@ async fn a_replayed_dead_letter_reaches_the_fixed_app_once_and_a_purged_one_stay
     assert_eq!(traffic.board.lost_ids(&app), ["evt-purge"], "{report:?}");
     let report = Report { lost: 0, ..report };
     // DUP_AT_APP: 0. The replay reached the app once; the sender's retries were duplicates.
-    assert_clean("replay and purge", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("replay and purge", report, 0);
 }
 
 #[tokio::test]
 async fn without_fsync_disk_deliveries_get_503_not_durable_and_memory_ones_are_queued() {
     // Debian's redis-server 7.0 with AOF off: no fsync, and no WAITAOF in 7.0.
     let redis = RedisServer::start_with(Persistence::None).unwrap();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, _| Reply::OK)
-        .await
-        .unwrap();
+    let app = ok_app().await;
     let disk = queued_endpoint("disk", app.port());
     let mut memory = queued_endpoint("memory", app.port());
     memory.delivery.durability = Durability::Memory;
@@ -1043,11 +1056,7 @@ async fn without_fsync_disk_deliveries_get_503_not_durable_and_memory_ones_are_q
 
     let disk_traffic = Traffic::new(&sidecar, &redis, &disk);
     let refused = disk_traffic.send("evt-disk").await;
-    assert_eq!(
-        (refused.status, refused.outcome.as_deref()),
-        (503, Some("not_durable")),
-        "{refused:?}"
-    );
+    assert_refused(&refused, "not_durable");
     assert!(refused.retry_after.is_some(), "{refused:?}");
     let memory_traffic = Traffic::new(&sidecar, &redis, &memory);
     memory_traffic.send_queued("evt-memory").await;
@@ -1075,13 +1084,7 @@ async fn without_fsync_disk_deliveries_get_503_not_durable_and_memory_ones_are_q
             .unwrap(),
         0
     );
-    assert_eq!(
-        sidecar
-            .metric("hookguard_requests_total{endpoint=\"disk\",outcome=\"not_durable\"}")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(requests_metric(&sidecar, "disk", "not_durable").await, 1);
     assert_eq!(app.arrivals("evt-disk"), 0);
     // Nothing of the refused delivery was written (checked after the memory endpoint's
     // delivery, so the disk endpoint's worker has been looking at its queue meanwhile). The
@@ -1105,25 +1108,16 @@ async fn without_fsync_disk_deliveries_get_503_not_durable_and_memory_ones_are_q
     assert_eq!(length, 0, "the refused endpoint's work stream is empty");
     let report = memory_traffic.board.report(&app);
     // DUP_AT_APP: 0. One delivery, delivered once.
-    assert_clean("durability refusal", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("durability refusal", report, 0);
     assert_eq!(disk_traffic.board.acked(), 0);
 }
 
 #[tokio::test]
 async fn a_duplicate_storm_is_queued_once_per_delivery_and_delivered_once() {
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, _| Reply {
-            status: 200,
-            delay: Duration::from_millis(50),
-        })
-        .await
-        .unwrap();
+    let app = start_app(|_, _| ok_after(Duration::from_millis(50))).await;
     let endpoint = queued_endpoint("storm", app.port());
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let ids = ids("evt-storm", 40);
     // Every delivery three times at once, all 120 requests together.
     let answers = join_all(ids.iter().flat_map(|id| {
@@ -1150,9 +1144,7 @@ async fn a_duplicate_storm_is_queued_once_per_delivery_and_delivered_once() {
         );
     }
     wait_delivered(&app, &sidecar, "storm", &ids, SETTLE).await;
-    for id in &ids {
-        assert_eq!(app.arrivals(id), 1, "{id}");
-    }
+    assert_arrived_once(&app, &ids);
     // And once more after delivery: duplicates.
     for answer in join_all(ids.iter().map(|id| traffic.send(id))).await {
         assert_eq!(
@@ -1164,34 +1156,29 @@ async fn a_duplicate_storm_is_queued_once_per_delivery_and_delivered_once() {
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. Admission is one atomic check-and-enqueue, so each delivery is queued
     // once whatever the copies, and delivered once.
-    assert_clean("duplicate storm", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("duplicate storm", report, 0);
 }
 
 #[tokio::test]
 async fn an_app_asking_to_wait_is_left_alone_without_spending_an_attempt() {
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|id, arrival| {
-            if id == "evt-wait" && arrival == 1 {
-                AppReply {
-                    status: 503,
-                    delay: Duration::ZERO,
-                    retry_after: Some(1),
-                    body: None,
-                }
-            } else {
-                Reply::OK.into()
+    let app = start_app(|id, arrival| {
+        if id == "evt-wait" && arrival == 1 {
+            AppReply {
+                status: 503,
+                delay: Duration::ZERO,
+                retry_after: Some(1),
+                body: None,
             }
-        })
-        .await
-        .unwrap();
+        } else {
+            Reply::OK.into()
+        }
+    })
+    .await;
     let mut endpoint = queued_endpoint("wait", app.port());
     // One attempt: a spent failure would dead-letter at once.
     endpoint.delivery.max_attempts = 1;
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     traffic.send_queued("evt-wait").await;
     eventually(
         "the app's 503 was settled as a deferral",
@@ -1221,8 +1208,7 @@ async fn an_app_asking_to_wait_is_left_alone_without_spending_an_attempt() {
     assert_eq!(attempts_metric(&sidecar, "wait", "dead_lettered").await, 0);
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. A 503 is a definite answer; only the 200 commits.
-    assert_clean("app asks to wait", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("app asks to wait", report, 0);
 }
 
 /// A Slack endpoint in queue mode: events are queued by their `event_id`.
@@ -1261,14 +1247,11 @@ async fn post_slack(sidecar: &SidecarHarness, content_type: &str, body: &str) ->
 async fn slack_url_verification_stays_synchronous_in_queue_mode() {
     let redis = durable_redis();
     // What reaches the app without a delivery ID is the handshake: it echoes the challenge.
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|id, _| AppReply {
-            body: id.is_empty().then(|| "challenge-7f3a".to_owned()),
-            ..Reply::OK.into()
-        })
-        .await
-        .unwrap();
+    let app = start_app(|id, _| AppReply {
+        body: id.is_empty().then(|| "challenge-7f3a".to_owned()),
+        ..Reply::OK.into()
+    })
+    .await;
     let endpoint = slack_endpoint(app.port());
     let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
 
@@ -1306,14 +1289,11 @@ async fn slack_url_verification_stays_synchronous_in_queue_mode() {
 #[tokio::test]
 async fn slack_slash_commands_stay_synchronous_in_queue_mode() {
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, _| AppReply {
-            body: Some("deploying now".to_owned()),
-            ..Reply::OK.into()
-        })
-        .await
-        .unwrap();
+    let app = start_app(|_, _| AppReply {
+        body: Some("deploying now".to_owned()),
+        ..Reply::OK.into()
+    })
+    .await;
     let endpoint = slack_endpoint(app.port());
     let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
     let command = post_slack(
@@ -1346,35 +1326,14 @@ async fn slack_slash_commands_stay_synchronous_in_queue_mode() {
 #[tokio::test]
 async fn every_reload_of_a_queue_endpoint_reaches_its_worker() {
     let redis = durable_redis();
-    let apps = [
-        TestApp::builder()
-            .finish_after_disconnect()
-            .start(|_, _| Reply::OK)
-            .await
-            .unwrap(),
-        TestApp::builder()
-            .finish_after_disconnect()
-            .start(|_, _| Reply::OK)
-            .await
-            .unwrap(),
-    ];
+    let apps = [ok_app().await, ok_app().await];
     let mut endpoint = queued_endpoint("moving", apps[0].port());
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
-    let reloads = "hookguard_config_reloads_total{result=\"success\"}";
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let mut misses = Vec::new();
     for round in 1..=6 {
         let (to, from) = (&apps[round % 2], &apps[(round + 1) % 2]);
-        let before = sidecar.metric(reloads).await.unwrap();
         endpoint.upstream.port = to.port();
-        write_endpoint(sidecar.dir(), endpoint.clone(), SECRET).unwrap();
-        eventually(
-            "the sidecar reloaded the endpoint file",
-            SETTLE,
-            async || Ok(sidecar.metric(reloads).await? > before),
-        )
-        .await
-        .unwrap();
+        rewrite_endpoint(&sidecar, &endpoint).await;
         let id = format!("evt-moving-{round}");
         traffic.send_queued(&id).await;
         eventually(&format!("{id} reached an app"), SETTLE, async || {
@@ -1436,25 +1395,15 @@ fn listed(body: &str, field: &str) -> Vec<String> {
 async fn max_concurrency_bounds_the_deliveries_at_the_app_at_once() {
     const WORK: Duration = Duration::from_millis(300);
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, _| Reply {
-            status: 200,
-            delay: WORK,
-        })
-        .await
-        .unwrap();
+    let app = start_app(|_, _| ok_after(WORK)).await;
     let mut endpoint = queued_endpoint("narrow", app.port());
     endpoint.delivery.max_concurrency = 2;
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let ids = ids("evt-narrow", 10);
     join_all(ids.iter().map(|id| traffic.send_queued(id))).await;
     wait_delivered(&app, &sidecar, "narrow", &ids, SETTLE).await;
 
-    for id in &ids {
-        assert_eq!(app.arrivals(id), 1, "{id}");
-    }
+    assert_arrived_once(&app, &ids);
     let most = app.max_running_overall();
     assert!(most <= 2, "{most} deliveries were at the app at once");
     assert_eq!(most, 2, "the two slots were used together");
@@ -1467,8 +1416,7 @@ async fn max_concurrency_bounds_the_deliveries_at_the_app_at_once() {
     );
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. Every delivery reached the app once.
-    assert_clean("max concurrency", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("max concurrency", report, 0);
 }
 
 #[tokio::test]
@@ -1476,22 +1424,15 @@ async fn rate_limit_spaces_the_starts_at_the_app() {
     const RATE: usize = 5;
     const WINDOW: Duration = Duration::from_secs(1);
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, _| Reply::OK)
-        .await
-        .unwrap();
+    let app = ok_app().await;
     let mut endpoint = queued_endpoint("paced", app.port());
     endpoint.delivery.rate_limit = Some(u32::try_from(RATE).unwrap());
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let ids = ids("evt-paced", 15);
     join_all(ids.iter().map(|id| traffic.send_queued(id))).await;
     wait_delivered(&app, &sidecar, "paced", &ids, SETTLE).await;
 
-    for id in &ids {
-        assert_eq!(app.arrivals(id), 1, "{id}");
-    }
+    assert_arrived_once(&app, &ids);
     let starts: Vec<_> = app.all_arrivals().iter().map(|a| a.at).collect();
     let first = starts[0];
     let offsets: Vec<Duration> = starts.iter().map(|t| *t - first).collect();
@@ -1511,44 +1452,30 @@ async fn rate_limit_spaces_the_starts_at_the_app() {
             *from - first
         );
     }
-    // After the first second the burst is spent and deliveries are still waiting: they
-    // start at the rate.
-    for from in starts.iter().filter(|t| **t >= first + WINDOW) {
-        let count = in_window(from);
-        assert!(
-            count <= RATE + 1,
-            "{count} starts in the second from {:?}: {offsets:?}",
-            *from - first
-        );
-    }
-    // 15 starts, 5 of them from the full bucket, one of slack: the other 9 took 9 / 5 s.
+    // Over the whole run: 5 from the full bucket, then 10 more at 5 per second, so the last
+    // starts 2 s after the first at the earliest. (A tighter bound on each later second would
+    // test the machine: a worker the scheduler delays lets its bucket refill, and a token
+    // bucket then rightly starts the refilled tokens together.) 400 ms of slack for the first
+    // starts' own way to the app; at a rate of 10 the last would start after 0.5 s.
     let span = *offsets.last().unwrap();
     assert!(
-        span >= Duration::from_millis(1800),
+        span >= Duration::from_millis(1600),
         "15 deliveries at 5 per second all started within {span:?}: {offsets:?}"
     );
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. Every delivery reached the app once.
-    assert_clean("rate limit", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("rate limit", report, 0);
 }
 
 #[tokio::test]
 async fn a_paused_endpoint_admits_deliveries_and_delivers_each_once_when_unpaused() {
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, _| Reply::OK)
-        .await
-        .unwrap();
+    let app = ok_app().await;
     let mut endpoint = queued_endpoint("paused", app.port());
     endpoint.delivery.paused = true;
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let ids = ids("evt-paused", 10);
-    for id in &ids {
-        traffic.send_queued(id).await;
-    }
+    traffic.send_all_queued(&ids).await;
     // Every admission woke the endpoint's worker; the gauges it refreshes (every 5 s) show it
     // ran again after the last one, and took nothing.
     eventually(
@@ -1582,13 +1509,7 @@ async fn a_paused_endpoint_admits_deliveries_and_delivers_each_once_when_unpause
         ),
         "{entry}"
     );
-    assert_eq!(
-        sidecar
-            .metric("hookguard_requests_total{endpoint=\"paused\",outcome=\"queued\"}")
-            .await
-            .unwrap(),
-        10
-    );
+    assert_eq!(requests_metric(&sidecar, "paused", "queued").await, 10);
 
     endpoint.delivery.paused = false;
     rewrite_endpoint(&sidecar, &endpoint).await;
@@ -1599,31 +1520,24 @@ async fn a_paused_endpoint_admits_deliveries_and_delivers_each_once_when_unpause
     }
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. Each delivery reached the app once, after the unpause.
-    assert_clean("paused", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("paused", report, 0);
 }
 
 #[tokio::test]
 async fn a_retry_that_would_pass_max_age_dead_letters_after_the_first_attempt() {
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|id, _| AppReply {
-            status: if id == "evt-aged-wait" { 503 } else { 500 },
-            delay: Duration::ZERO,
-            retry_after: (id == "evt-aged-wait").then_some(2),
-            body: None,
-        })
-        .await
-        .unwrap();
+    let app = start_app(|id, _| AppReply {
+        status: if id == "evt-aged-wait" { 503 } else { 500 },
+        delay: Duration::ZERO,
+        retry_after: (id == "evt-aged-wait").then_some(2),
+        body: None,
+    })
+    .await;
     let mut endpoint = queued_endpoint("aged", app.port());
     endpoint.delivery.max_age = "1s".into();
     endpoint.delivery.retry_schedule = vec!["2s".into()];
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
-    for id in ["evt-aged", "evt-aged-wait"] {
-        traffic.send_queued(id).await;
-    }
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
+    traffic.send_all_queued(["evt-aged", "evt-aged-wait"]).await;
 
     // The next retry (2 s ± 20 %) would start after the delivery is 1 s old.
     let aged = wait_dead(&sidecar, "aged", "evt-aged").await;
@@ -1650,31 +1564,12 @@ async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
     let redis = durable_redis();
     // `evt-bulk-*` fail until the app is fixed; `evt-drop-*` always fail.
     let fixed = Arc::new(AtomicBool::new(false));
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start({
-            let fixed = Arc::clone(&fixed);
-            move |id, _| {
-                if id.starts_with("evt-bulk") && fixed.load(Ordering::SeqCst) {
-                    Reply::OK
-                } else {
-                    Reply {
-                        status: 500,
-                        delay: Duration::ZERO,
-                    }
-                }
-            }
-        })
-        .await
-        .unwrap();
+    let app = broken_app(&fixed, |id| id.starts_with("evt-bulk")).await;
     let mut endpoint = queued_endpoint("bulk", app.port());
     endpoint.delivery.max_attempts = 1;
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let bulk = ids("evt-bulk", 4);
-    for id in &bulk {
-        traffic.send_queued(id).await;
-    }
+    traffic.send_all_queued(&bulk).await;
     for id in &bulk {
         let dead = wait_dead(&sidecar, "bulk", id).await;
         assert_eq!(dead["reason"], "1 attempts made (last: status 500)");
@@ -1695,7 +1590,7 @@ async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
         (Method::GET, "/queue/bulk/dead?limit=abc", r#"not "abc""#),
         (Method::GET, "/queue/bulk/dead?limit=0", r#"not "0""#),
     ] {
-        let (status, body) = sidecar.admin_request(method.clone(), path).await.unwrap();
+        let (status, body) = admin_call(&sidecar, method.clone(), path).await;
         assert_eq!(status, 400, "{method} {path}: {body}");
         let error = error_of(&body);
         assert!(error.contains(wanted), "{method} {path}: {error}");
@@ -1705,7 +1600,7 @@ async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
         (Method::DELETE, "/queue/nosuch/dead"),
         (Method::GET, "/queue/nosuch/dead"),
     ] {
-        let (status, body) = sidecar.admin_request(method.clone(), path).await.unwrap();
+        let (status, body) = admin_call(&sidecar, method.clone(), path).await;
         assert_eq!(status, 404, "{method} {path}: {body}");
         assert_eq!(
             error_of(&body),
@@ -1718,7 +1613,7 @@ async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
         (Method::POST, "/queue/bulk/dead/evt-nope/replay"),
         (Method::DELETE, "/queue/bulk/dead/evt-nope"),
     ] {
-        let (status, body) = sidecar.admin_request(method.clone(), path).await.unwrap();
+        let (status, body) = admin_call(&sidecar, method.clone(), path).await;
         assert_eq!(status, 404, "{method} {path}: {body}");
         assert_eq!(
             error_of(&body),
@@ -1730,10 +1625,8 @@ async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
     assert_eq!(app.total_arrivals(), 4);
 
     fixed.store(true, Ordering::SeqCst);
-    let (status, body) = sidecar
-        .admin_request(Method::POST, "/queue/bulk/dead/replay?rate=100")
-        .await
-        .unwrap();
+    let (status, body) =
+        admin_call(&sidecar, Method::POST, "/queue/bulk/dead/replay?rate=100").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(listed(&body, "replayed"), bulk);
     wait_delivered(&app, &sidecar, "bulk", &bulk, SETTLE).await;
@@ -1741,10 +1634,8 @@ async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
         assert_eq!((app.arrivals(id), app.commits(id)), (2, 1), "{id}");
         assert_eq!(attempt_numbers(&app, id), [1, 1], "{id}: attempts reset");
     }
-    let (status, body) = sidecar
-        .admin_request(Method::POST, "/queue/bulk/dead/replay?rate=100")
-        .await
-        .unwrap();
+    let (status, body) =
+        admin_call(&sidecar, Method::POST, "/queue/bulk/dead/replay?rate=100").await;
     assert_eq!(
         (status, listed(&body, "replayed")),
         (200, vec![]),
@@ -1752,16 +1643,11 @@ async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
     );
 
     let drop = ids("evt-drop", 3);
-    for id in &drop {
-        traffic.send_queued(id).await;
-    }
+    traffic.send_all_queued(&drop).await;
     for id in &drop {
         wait_dead(&sidecar, "bulk", id).await;
     }
-    let (status, body) = sidecar
-        .admin_request(Method::DELETE, "/queue/bulk/dead")
-        .await
-        .unwrap();
+    let (status, body) = admin_call(&sidecar, Method::DELETE, "/queue/bulk/dead").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(listed(&body, "purged"), drop);
     assert_eq!(
@@ -1769,10 +1655,7 @@ async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
         Vec::<Value>::new()
     );
     assert_eq!(held(&sidecar, "bulk").await.unwrap(), 0);
-    let (status, body) = sidecar
-        .admin_request(Method::DELETE, "/queue/bulk/dead")
-        .await
-        .unwrap();
+    let (status, body) = admin_call(&sidecar, Method::DELETE, "/queue/bulk/dead").await;
     assert_eq!((status, listed(&body, "purged")), (200, vec![]), "{body}");
     // A sender's late retry of a purged delivery is a duplicate, not a new delivery.
     assert_duplicate(&traffic.send(&drop[0]).await, &drop[0]);
@@ -1787,8 +1670,7 @@ async fn bulk_replay_and_purge_of_dead_letters_on_the_admin_port() {
     assert_eq!(traffic.board.lost_ids(&app), drop, "{report:?}");
     let report = Report { lost: 0, ..report };
     // DUP_AT_APP: 0. Each replayed delivery committed once; its first arrival failed.
-    assert_clean("bulk replay and purge", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("bulk replay and purge", report, 0);
 }
 
 /// A body of exactly `len` bytes for delivery `id`.
@@ -1804,18 +1686,13 @@ fn padded_body(id: &str, len: usize) -> String {
 async fn max_queued_bytes_refuses_what_does_not_fit_but_an_empty_queue_takes_one_delivery() {
     const CAP: usize = 1024;
     let redis = durable_redis();
-    let app = TestApp::builder()
-        .finish_after_disconnect()
-        .start(|_, _| Reply::OK)
-        .await
-        .unwrap();
+    let app = ok_app().await;
     let mut endpoint = queued_endpoint("bytes", app.port());
     endpoint.max_body_size = "1Ki".into();
     endpoint.delivery.max_queued_bytes = "1Ki".into();
     // Paused, so the first delivery stays held while the second arrives.
     endpoint.delivery.paused = true;
-    let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let traffic = Traffic::new(&sidecar, &redis, &endpoint);
+    let (sidecar, traffic) = serve(&redis, &endpoint).await;
     let (first, second, large) = ("evt-bytes-1", "evt-bytes-2", "evt-bytes-large");
     let small = |id: &str| padded_body(id, 400);
     assert_queued(&traffic.send_body(first, &small(first)).await, first);
@@ -1828,28 +1705,14 @@ async fn max_queued_bytes_refuses_what_does_not_fit_but_an_empty_queue_takes_one
         "one small delivery holds {size} bytes of {CAP}: {entry}"
     );
     let refused = traffic.send_body(second, &small(second)).await;
-    assert_eq!(
-        (refused.status, refused.outcome.as_deref()),
-        (503, Some("queue_full")),
-        "{refused:?}"
-    );
+    assert_refused(&refused, "queue_full");
     assert_eq!(refused.retry_after.as_deref(), Some("30"), "{refused:?}");
     assert_eq!(held(&sidecar, "bytes").await.unwrap(), 1);
     assert!(
-        !traffic
-            .peek
-            .admitted(&endpoint.endpoint_id, second)
-            .await
-            .unwrap(),
+        !traffic.admitted(second).await,
         "a refused delivery leaves nothing behind"
     );
-    assert_eq!(
-        sidecar
-            .metric("hookguard_requests_total{endpoint=\"bytes\",outcome=\"queue_full\"}")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(requests_metric(&sidecar, "bytes", "queue_full").await, 1);
 
     endpoint.delivery.paused = false;
     rewrite_endpoint(&sidecar, &endpoint).await;
@@ -1863,11 +1726,8 @@ async fn max_queued_bytes_refuses_what_does_not_fit_but_an_empty_queue_takes_one
     assert_queued(&traffic.send_body(second, &small(second)).await, second);
     let all = [first, second, large].map(str::to_owned);
     wait_delivered(&app, &sidecar, "bytes", &all, SETTLE).await;
-    for id in &all {
-        assert_eq!(app.arrivals(id), 1, "{id}");
-    }
+    assert_arrived_once(&app, &all);
     let report = traffic.board.report(&app);
     // DUP_AT_APP: 0. Every delivery reached the app once.
-    assert_clean("max queued bytes", report);
-    assert_eq!(report.dup_at_app, 0, "{report:?}");
+    assert_report("max queued bytes", report, 0);
 }
