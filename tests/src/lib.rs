@@ -1,6 +1,7 @@
 //! Test support for Hookguard's integration and end-to-end tests.
 //!
-//! Every service here is real and local: `redis-server` from the OS packages, a Kubernetes
+//! Every service here is real and local: `redis-server` from the OS packages (and Valkey 8
+//! from Debian's backports, `tests/valkey-deps.sh`, for `WAITAOF`), a Kubernetes
 //! control plane built from its Go modules (`tests/control-plane/build.sh`), and a one-node
 //! cluster ([`node`]: kubelet, containerd, kube-proxy, in a network namespace of its own) that
 //! runs the images [`image`] builds. Each server binds 127.0.0.1 on a free port (the node: its
