@@ -47,6 +47,10 @@ use crate::dedup::{DeliveryKeys, Store, StoreError};
 pub(crate) use memory::MemoryQueue;
 pub(crate) use redis::RedisQueue;
 
+/// The most a take may take: it is off the request path, and a take that times out after it
+/// ran strands what it took for a lease.
+const TAKE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// The queue's keys of one endpoint. They share the hash tag of its dedup keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKeys {
@@ -370,13 +374,16 @@ impl Store {
         lease: Duration,
         now_ms: u64,
     ) -> Result<Vec<Taken>, StoreError> {
-        self.bounded(async {
+        // A take whose answer is lost after it ran leaves what it took pending until the
+        // lease ends: give it far longer than a request-path command.
+        tokio::time::timeout(self.deadline().max(TAKE_DEADLINE), async {
             match self.queue_backend() {
                 QueueBackend::Memory(queue) => Ok(queue.take(endpoint_id, count, lease, now_ms)),
                 QueueBackend::Redis(queue) => queue.take(endpoint_id, count, lease, now_ms).await,
             }
         })
         .await
+        .unwrap_or(Err(StoreError::Timeout))
     }
 
     /// Commits a delivery the app answered 2xx: its dedup keys become `done` for `window` and

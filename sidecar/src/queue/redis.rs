@@ -449,7 +449,15 @@ impl RedisQueue {
         .arg(admission.body_sha256.map(hex::encode).unwrap_or_default());
         // An endpoint that accepts memory durability does not wait for the disk.
         if self.promise() != Promise::WaitAof || durability == hookguard_api::Durability::Memory {
-            let outcome = tokio::time::timeout(deadline, self.run(&call)).await;
+            // Under appendfsync always the reply waits for the fsync, which can stall for
+            // longer than a dedup command may take: it gets the durability wait's bound too,
+            // so a written delivery is rarely answered 503.
+            let bound = if self.promise() == Promise::Fsync {
+                deadline + DURABILITY_TIMEOUT
+            } else {
+                deadline
+            };
+            let outcome = tokio::time::timeout(bound, self.run(&call)).await;
             return match outcome {
                 Err(_elapsed) => Err(StoreError::Timeout.into()),
                 Ok(Ok(value)) => admitted(&value).map_err(|error| self.store.failed(error).into()),

@@ -314,7 +314,13 @@ impl Worker {
             }
             Err(error) => {
                 bucket.give_back(count);
-                tracing::warn!(endpoint = %endpoint.name, error = %error, "cannot take queued deliveries; trying again");
+                // The first failures are the store still connecting, or a blip: said loudly
+                // only once they last.
+                if *backoff >= STORE_RETRY_MAX {
+                    tracing::warn!(endpoint = %endpoint.name, error = %error, "cannot take queued deliveries; trying again");
+                } else {
+                    tracing::debug!(endpoint = %endpoint.name, error = %error, "cannot take queued deliveries; trying again");
+                }
                 let pause = *backoff;
                 *backoff = (*backoff * 2).min(STORE_RETRY_MAX);
                 return Next::Idle(pause);
