@@ -285,27 +285,26 @@ impl Sidecar {
         };
         let received_at_ms = now_ms();
         // The request exactly as sync mode would send it, minus the parts of each attempt.
-        let request = match self
-            .forwarder
-            .request(endpoint, parts, body, Some(&delivery_id), peer)
-        {
+        let request = match self.forwarder.request(
+            endpoint,
+            parts,
+            body.clone(),
+            Some(&delivery_id),
+            peer,
+        ) {
             Ok(request) => request,
             Err(error) => {
                 tracing::error!(endpoint = %endpoint.name, error = %error, "cannot build the upstream request");
                 return end(Outcome::UpstreamUnreachable, delivery_id);
             }
         };
-        let (parts, body) = request.into_parts();
         let stored = StoredRequest {
-            path_and_query: parts
-                .uri
+            path_and_query: request
+                .uri()
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), ToString::to_string),
-            headers: encode_headers(&parts.headers),
-            body: http_body_util::BodyExt::collect(body)
-                .await
-                .map(http_body_util::Collected::to_bytes)
-                .unwrap_or_default(),
+            headers: encode_headers(request.headers()),
+            body,
         };
         let admission = Admission {
             endpoint_id: endpoint.endpoint_id.clone(),

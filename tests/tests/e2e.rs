@@ -268,6 +268,15 @@ impl Endpoint {
         self.keys().await?.into_iter().next().context("no key")
     }
 
+    /// The pod's sidecar metrics, on its admin port.
+    fn metrics_url(pod: &AppPod) -> String {
+        format!(
+            "http://{}:{}/metrics",
+            pod.ip,
+            hookguard_api::names::SIDECAR_ADMIN_PORT
+        )
+    }
+
     fn sidecar_url(pod: &AppPod) -> String {
         format!(
             "http://{}:{}{WEBHOOK_PATH}",
@@ -681,11 +690,7 @@ async fn queue_mode(cluster: &Cluster, http: &Http, endpoint: &Endpoint) -> anyh
         r#"{"spec":{"delivery":{"mode":"Queue","retrySchedule":["1s"]}}}"#,
     ]))?;
     for pod in &endpoint.pods {
-        let metrics = format!(
-            "http://{}:{}/metrics",
-            pod.ip,
-            hookguard_api::names::SIDECAR_ADMIN_PORT
-        );
+        let metrics = Endpoint::metrics_url(pod);
         eventually(
             &format!(
                 "{} runs the endpoint in queue mode on an fsync promise",
@@ -716,12 +721,7 @@ async fn queue_mode(cluster: &Cluster, http: &Http, endpoint: &Endpoint) -> anyh
     count_at_app(http, endpoint, &sent, &mut tally).await?;
     let mut queued = 0;
     for pod in &endpoint.pods {
-        let metrics = format!(
-            "http://{}:{}/metrics",
-            pod.ip,
-            hookguard_api::names::SIDECAR_ADMIN_PORT
-        );
-        let text = http.get_text(&metrics).await?;
+        let text = http.get_text(&Endpoint::metrics_url(pod)).await?;
         queued += text
             .lines()
             .filter(|line| {
@@ -877,7 +877,8 @@ impl Http {
         answer.ok().flatten().unwrap_or(0)
     }
 
-    async fn get_text(&self, url: &str) -> anyhow::Result<String> {
+    /// The body of a GET that answered 2xx.
+    async fn get(&self, url: &str) -> anyhow::Result<Bytes> {
         let request = http::Request::get(url).body(Full::new(Bytes::new()))?;
         let response = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
             .await
@@ -887,22 +888,15 @@ impl Http {
             "GET {url}: {}",
             response.status()
         );
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok(String::from_utf8_lossy(&body).into_owned())
+        Ok(response.into_body().collect().await?.to_bytes())
+    }
+
+    async fn get_text(&self, url: &str) -> anyhow::Result<String> {
+        Ok(String::from_utf8_lossy(&self.get(url).await?).into_owned())
     }
 
     async fn get_json(&self, url: &str) -> anyhow::Result<Value> {
-        let request = http::Request::get(url).body(Full::new(Bytes::new()))?;
-        let response = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
-            .await
-            .context("timed out")??;
-        ensure!(
-            response.status().is_success(),
-            "GET {url}: {}",
-            response.status()
-        );
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok(serde_json::from_slice(&body)?)
+        Ok(serde_json::from_slice(&self.get(url).await?)?)
     }
 }
 

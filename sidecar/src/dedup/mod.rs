@@ -28,7 +28,7 @@ use prometheus_client::metrics::counter::Counter;
 pub use memory::{MEMORY_ENTRY_OVERHEAD, MEMORY_QUEUE_SLOT_OVERHEAD, MemoryLimits};
 
 pub(crate) use memory::MemoryStore;
-pub(crate) use redis::{Conn, ConnectHook, RedisStore};
+pub(crate) use redis::{Conn, ConnectHook, RedisStore, millis};
 
 use crate::queue::{MemoryQueue, QueueBackend, RedisQueue};
 

@@ -538,8 +538,9 @@ fn is_connection_error(error: &RedisError) -> bool {
     error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error()
 }
 
-/// A TTL in whole milliseconds for `PX`, at least 1 (Redis rejects `PX 0`).
-fn millis(ttl: Duration) -> u64 {
+/// A TTL in whole milliseconds for `PX`, at least 1 (Redis rejects `PX 0`; for the queue's
+/// scripts a zero idle time or lease would mean something else too).
+pub(crate) fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 

@@ -489,11 +489,7 @@ impl EndpointQueue {
             let Some(message) = self.messages.get_mut(&id) else {
                 continue;
             };
-            message.place = Place::Taken {
-                entry,
-                at_ms: now_ms,
-            };
-            out.push(message.taken(entry, &id));
+            out.push(message.take(entry, &id, now_ms));
             // Put back after the loop, so that a zero lease cannot hand it out twice now.
             renewed.push(((now_ms, entry), id));
         }
@@ -509,11 +505,7 @@ impl EndpointQueue {
             let Some(message) = self.messages.get_mut(&id) else {
                 continue;
             };
-            message.place = Place::Taken {
-                entry,
-                at_ms: now_ms,
-            };
-            out.push(message.taken(entry, &id));
+            out.push(message.take(entry, &id, now_ms));
             self.taken.insert((now_ms, entry), id);
         }
     }
@@ -603,7 +595,12 @@ impl Message {
         }
     }
 
-    fn taken(&self, entry: u64, id: &str) -> Taken {
+    /// Hands the message out under work entry `entry`, leased from `now_ms`.
+    fn take(&mut self, entry: u64, id: &str, now_ms: u64) -> Taken {
+        self.place = Place::Taken {
+            entry,
+            at_ms: now_ms,
+        };
         Taken {
             entry: entry.to_string(),
             delivery: self.delivery(id),

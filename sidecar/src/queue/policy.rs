@@ -90,8 +90,7 @@ pub fn settle(
     jitter: f64,
 ) -> Settle {
     let attempts = attempts_before.saturating_add(1);
-    let mut floor = Duration::ZERO;
-    match attempt {
+    let (delay, spent) = match attempt {
         Attempt::Answered { status, .. } if status.is_success() => return Settle::Commit,
         Attempt::Answered {
             status,
@@ -99,22 +98,7 @@ pub fn settle(
         } if status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::SERVICE_UNAVAILABLE =>
         {
-            let delay = wait.clamp(Duration::from_secs(1), MAX_RETRY_AFTER);
-            if age + delay > policy.max_age {
-                return Settle::DeadLetter {
-                    attempts,
-                    reason: format!(
-                        "max age {} reached (last: {})",
-                        humantime(policy.max_age),
-                        attempt.describe()
-                    ),
-                };
-            }
-            return Settle::Retry {
-                delay,
-                attempts: attempts_before,
-                spent: false,
-            };
+            (wait.clamp(Duration::from_secs(1), MAX_RETRY_AFTER), false)
         }
         Attempt::Answered { status, .. } if permanent(status) => {
             return Settle::DeadLetter {
@@ -122,16 +106,22 @@ pub fn settle(
                 reason: format!("{} is a permanent refusal", attempt.describe()),
             };
         }
-        Attempt::Answered { .. } | Attempt::Refused => {}
-        Attempt::TimedOut | Attempt::Broken => floor = lease,
-    }
-    if attempts >= policy.max_attempts {
-        return Settle::DeadLetter {
-            attempts,
-            reason: format!("{attempts} attempts made (last: {})", attempt.describe()),
-        };
-    }
-    let delay = jittered(policy.delay_before_retry(attempts), jitter).max(floor);
+        Attempt::Answered { .. } | Attempt::Refused | Attempt::TimedOut | Attempt::Broken => {
+            if attempts >= policy.max_attempts {
+                return Settle::DeadLetter {
+                    attempts,
+                    reason: format!("{attempts} attempts made (last: {})", attempt.describe()),
+                };
+            }
+            // The app may still be working on an ambiguous attempt: wait out the lease.
+            let floor = match attempt {
+                Attempt::TimedOut | Attempt::Broken => lease,
+                _ => Duration::ZERO,
+            };
+            let delay = jittered(policy.delay_before_retry(attempts), jitter).max(floor);
+            (delay, true)
+        }
+    };
     if age + delay > policy.max_age {
         return Settle::DeadLetter {
             attempts,
@@ -144,8 +134,8 @@ pub fn settle(
     }
     Settle::Retry {
         delay,
-        attempts,
-        spent: true,
+        attempts: if spent { attempts } else { attempts_before },
+        spent,
     }
 }
 

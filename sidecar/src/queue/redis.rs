@@ -45,7 +45,7 @@ use super::{
     Admission, AdmitError, Admitted, DeadLetter, Promise, QueueKeys, QueueStats, QueuedDelivery,
     StoredRequest, Taken,
 };
-use crate::dedup::{Conn, ConnectHook, DeliveryKeys, RedisStore, StoreError};
+use crate::dedup::{Conn, ConnectHook, DeliveryKeys, RedisStore, StoreError, millis};
 
 /// Bounds the durability part of an admission under [`Promise::WaitAof`], on top of the
 /// store's deadline: the server-side `WAITAOF` timeout, and (added to the deadline) the whole
@@ -340,7 +340,7 @@ impl Call {
             keys.stats(),
             keys.due(),
             keys.dead(),
-            received_key(endpoint_id),
+            keys.received(),
         ];
         if let Some(dedup) = dedup {
             all.extend(dedup.as_slice().iter().cloned());
@@ -366,11 +366,6 @@ impl Call {
             .arg(&self.args);
         cmd
     }
-}
-
-/// The sorted set of the deliveries not dead-lettered, by when they were received.
-fn received_key(endpoint_id: &str) -> String {
-    QueueKeys::new(endpoint_id).received()
 }
 
 /// An admission waiting for the group commit.
@@ -1316,13 +1311,6 @@ fn stats(value: &Value) -> RedisResult<QueueStats> {
         oldest_received_ms: optional_number(row.get(6)),
         oldest_dead_ms: optional_number(row.get(7)),
     })
-}
-
-/// Whole milliseconds, at least 1 (`PX 0` and a zero idle time mean something else).
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
 }
 
 impl fmt::Debug for RedisQueue {

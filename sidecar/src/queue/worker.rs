@@ -189,6 +189,15 @@ struct Worker {
     at_app: Arc<AtApp>,
 }
 
+/// Which signal ends a wait early, besides a new config and the end.
+#[derive(Debug, Clone, Copy)]
+enum Wake {
+    /// This sidecar queued a delivery (or a dead letter was replayed).
+    Admitted,
+    /// A delivery at the app finished.
+    Finished,
+}
+
 /// What the worker waits for before looking again.
 enum Next {
     /// Look again at once.
@@ -242,24 +251,32 @@ impl Worker {
                     break;
                 }
                 Next::Idle(pause) => {
-                    tokio::select! {
-                        () = self.wake.notified() => {}
-                        () = tokio::time::sleep(pause) => {}
-                        changed = self.endpoint.changed() => if changed.is_err() { break },
-                        () = self.done.cancelled() => {}
-                        () = self.context.kill.cancelled() => {}
+                    if !self.wait(Wake::Admitted, pause).await {
+                        break;
                     }
                 }
                 Next::Slot => {
-                    tokio::select! {
-                        () = self.at_app.finished.notified() => {}
-                        () = tokio::time::sleep(POLL_INTERVAL) => {}
-                        changed = self.endpoint.changed() => if changed.is_err() { break },
-                        () = self.done.cancelled() => {}
-                        () = self.context.kill.cancelled() => {}
+                    if !self.wait(Wake::Finished, POLL_INTERVAL).await {
+                        break;
                     }
                 }
             }
+        }
+    }
+
+    /// Waits for `wake`, `pause`, a new config, or the end; `false` once no config can come
+    /// any more (the handle is gone).
+    async fn wait(&mut self, wake: Wake, pause: Duration) -> bool {
+        let signal = match wake {
+            Wake::Admitted => &*self.wake,
+            Wake::Finished => &self.at_app.finished,
+        };
+        tokio::select! {
+            () = signal.notified() => true,
+            () = tokio::time::sleep(pause) => true,
+            changed = self.endpoint.changed() => changed.is_ok(),
+            () = self.done.cancelled() => true,
+            () = self.context.kill.cancelled() => true,
         }
     }
 
