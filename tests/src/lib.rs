@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod app;
 pub mod cargo;
+pub mod cli;
 pub mod control_plane;
 pub mod image;
 pub mod injection;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use hookguard_api::config::{CONFIG_FILE_NAME, EndpointConfig};
 use hookguard_api::crd::WebhookEndpoint;
 use hookguard_api::names::{sidecar_config_name, signing_secret_name};
@@ -309,38 +309,10 @@ pub fn operator_binary() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(binary));
     }
     BUILT
-        .get_or_init(|| build_operator().map_err(|err| format!("{err:#}")))
+        .get_or_init(|| {
+            crate::cargo::build_binary("hookguard-operator", "hookguard-operator")
+                .map_err(|err| format!("{err:#}"))
+        })
         .clone()
         .map_err(|err| anyhow::anyhow!(err))
-}
-
-fn build_operator() -> anyhow::Result<PathBuf> {
-    // target/<profile>/deps/<test exe> → target/<profile>/hookguard-operator
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the test executable is not in target/<profile>/deps")?;
-    let mut build = crate::cargo::build();
-    build.args(["-p", "hookguard-operator", "--bin", "hookguard-operator"]);
-    if profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release")
-    {
-        build.arg("--release");
-    }
-    let target_dir = profile_dir.parent().context("no target dir")?;
-    build.env("CARGO_TARGET_DIR", target_dir);
-    let output = build.output().context("running cargo build")?;
-    if !output.status.success() {
-        bail!(
-            "cargo build -p hookguard-operator failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let binary = profile_dir.join("hookguard-operator");
-    if !binary.exists() {
-        bail!("{} is missing after cargo build", binary.display());
-    }
-    Ok(binary)
 }

@@ -5,9 +5,12 @@
 //! into a ConfigMap; the sidecar reads the same type from the mounted file. Both check it with
 //! [`validation::check`], the one definition of a valid endpoint.
 
+pub mod admin;
 pub mod config;
 #[cfg(feature = "crd")]
 pub mod crd;
+#[cfg(feature = "crd")]
+pub mod keys;
 pub mod names;
 pub mod report;
 pub mod units;

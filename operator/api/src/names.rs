@@ -13,6 +13,9 @@ pub const LABEL_INJECT: &str = "hookguard.dev/inject";
 pub const ANNOTATION_ENDPOINTS: &str = "hookguard.dev/endpoints";
 /// Endpoint annotation whose new value triggers one key rotation.
 pub const ANNOTATION_ROTATE: &str = "hookguard.dev/rotate";
+/// Annotation on the generated signing Secret holding the key ring's IDs and times as JSON
+/// (`keys::KeyRingMeta`, feature `crd`).
+pub const ANNOTATION_KEYS: &str = "hookguard.dev/keys";
 
 /// Pod annotation recording what the webhook injected (a digest of the rendered sidecar), so
 /// a second pass through the webhook changes nothing.
@@ -49,9 +52,12 @@ pub fn signing_secret_name(endpoint: &str) -> String {
     format!("{endpoint}-signing")
 }
 
+/// Suffix of the sidecar ConfigMap's name ([`sidecar_config_name`]).
+pub const SIDECAR_CONFIG_SUFFIX: &str = "-sidecar";
+
 /// Name of the sidecar ConfigMap the operator renders for an endpoint.
 pub fn sidecar_config_name(endpoint: &str) -> String {
-    format!("{endpoint}-sidecar")
+    format!("{endpoint}{SIDECAR_CONFIG_SUFFIX}")
 }
 
 /// Header the sidecar adds to a forwarded request: the verified delivery ID.

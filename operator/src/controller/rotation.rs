@@ -15,37 +15,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use hookguard_api::config::Scheme;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
 
-/// Secret annotation holding the key ring's metadata as JSON ([`KeyRingMeta`]).
-pub const ANNOTATION_KEYS: &str = "hookguard.dev/keys";
+pub use hookguard_api::keys::{KeyMeta, KeyRingMeta};
+pub use hookguard_api::names::ANNOTATION_KEYS;
 
 /// Random bytes per generated key: HMAC-SHA256's block-size-independent full strength.
 pub const KEY_BYTES: usize = 32;
-
-/// One key's times, as stored in [`ANNOTATION_KEYS`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyMeta {
-    /// The key ID, also its data key in the Secret and its file name in the sidecar.
-    pub id: String,
-    /// When the key was generated.
-    pub created_at: Timestamp,
-    /// When a rotated-out key stops being valid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<Timestamp>,
-}
-
-/// The annotation's content.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyRingMeta {
-    /// The keys, newest first.
-    pub keys: Vec<KeyMeta>,
-    /// The `hookguard.dev/rotate` value last acted on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_rotate_request: Option<String>,
-}
 
 /// A key with its material. The material never leaves the Secret: no `Debug` of it.
 #[derive(Clone, PartialEq, Eq)]
