@@ -128,7 +128,7 @@ async fn send(
                 .take_stream(SIDECAR_ADMIN_PORT)
                 .context("the port-forward has no stream")?;
             let answer = exchange(TokioIo::new(stream), request("localhost")?).await;
-            drop(forward.abort());
+            forward.abort();
             answer?
         }
     };

@@ -1,8 +1,9 @@
 //! The admin port: `/healthz` (the process serves; it is bound only after the config and keys
 //! are loaded, so it is also the startup probe), `/readyz` (not draining, and the store
 //! answers — or every endpoint may forward without it — and can make queued deliveries as
-//! durable as their endpoints ask), `/metrics`, and `/queue` ([`crate::queue::admin`], for
-//! loopback clients only).
+//! durable as their endpoints ask), `/metrics`; and for loopback clients only, `/queue`
+//! ([`crate::queue::admin`]), `/keys` (the loaded keys' IDs and fingerprints) and
+//! `/deliveries` (the [`crate::delivery_log`]), as [`hookguard_api::admin`] defines them.
 
 use std::net::SocketAddr;
 
@@ -12,6 +13,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use hookguard_api::StoreUnavailable;
+use hookguard_api::admin::{
+    DeliveryPage, EndpointKeys, LoadedKey, MAX_PAGE, PATH_DELIVERIES, PATH_KEYS, SidecarKeys,
+};
 
 use crate::dedup::DedupStore;
 use crate::metrics::StoreOperation;
@@ -25,14 +29,19 @@ pub async fn handle<B>(
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    if path == "/queue" || path.starts_with("/queue/") {
-        // Canonical: a dual-stack listener sees 127.0.0.1 as ::ffff:127.0.0.1.
-        if !peer.ip().to_canonical().is_loopback() {
-            return text(
-                StatusCode::FORBIDDEN,
-                "the queue is served to loopback clients only: use kubectl port-forward\n".into(),
-            );
-        }
+    let queue = path == "/queue" || path.starts_with("/queue/");
+    let loopback_only = queue || path == PATH_KEYS || path == PATH_DELIVERIES;
+    // Canonical: a dual-stack listener sees 127.0.0.1 as ::ffff:127.0.0.1.
+    if loopback_only && !peer.ip().to_canonical().is_loopback() {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is served to loopback clients only: use kubectl port-forward\n",
+                if queue { "the queue" } else { path }
+            ),
+        );
+    }
+    if queue {
         return crate::queue::admin::handle(sidecar, request.method(), path, request.uri().query())
             .await;
     }
@@ -44,6 +53,8 @@ pub async fn handle<B>(
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        PATH_KEYS => json(StatusCode::OK, &keys(sidecar)),
+        PATH_DELIVERIES => deliveries(sidecar, request.uri().query()).await,
         "/readyz" => match readiness(sidecar).await {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
             Err(reason) => text(
@@ -105,6 +116,121 @@ async fn readiness(sidecar: &Sidecar) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `GET /keys`: every endpoint's keys as loaded, by name.
+fn keys(sidecar: &Sidecar) -> SidecarKeys {
+    let routes = sidecar.routes();
+    let mut endpoints: Vec<EndpointKeys> = routes
+        .endpoints()
+        .map(|endpoint| EndpointKeys {
+            name: endpoint.name.clone(),
+            keys: endpoint
+                .verifier
+                .keys()
+                .iter()
+                .map(|key| LoadedKey {
+                    id: key.id().to_owned(),
+                    fingerprint: key.fingerprint().to_owned(),
+                })
+                .collect(),
+        })
+        .collect();
+    endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+    SidecarKeys {
+        instance: sidecar.delivery_log().instance().to_owned(),
+        endpoints,
+    }
+}
+
+/// `GET /deliveries?endpoint=<name>&after=<cursor>&limit=<n>`.
+async fn deliveries(sidecar: &Sidecar, query: Option<&str>) -> Response<Full<Bytes>> {
+    let param = |name: &str| {
+        query?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then(|| percent_decode(value))
+        })
+    };
+    let error = |status, message: String| json(status, &serde_json::json!({"error": message}));
+    let Some(name) = param("endpoint").filter(|n| !n.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name the endpoint: /deliveries?endpoint=<name>".into(),
+        );
+    };
+    let limit = match param("limit") {
+        None => MAX_PAGE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if n >= 1 => n.min(MAX_PAGE),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("limit must be a whole number from 1 to {MAX_PAGE}, not {text:?}"),
+                );
+            }
+        },
+    };
+    let routes = sidecar.routes();
+    let Some(endpoint) = routes.endpoints().find(|e| e.name == name) else {
+        let mut names: Vec<&str> = routes.endpoints().map(|e| e.name.as_str()).collect();
+        names.sort_unstable();
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("this sidecar serves no endpoint {name:?}; it serves {names:?}"),
+        );
+    };
+    let after = param("after");
+    let page: Result<DeliveryPage, _> = sidecar
+        .delivery_log()
+        .page(sidecar.store(), endpoint, after.as_deref(), limit)
+        .await;
+    match page {
+        Ok(page) => json(StatusCode::OK, &page),
+        Err(failure) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{failure}; try again once the store answers (/readyz)"),
+        ),
+    }
+}
+
+/// `%XX` and `+` decoded; a malformed escape is kept as it is.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (escaped, bytes[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, byte) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -202,6 +328,50 @@ mod tests {
                 assert_ne!(status, 403, "{method} {path} from {peer}: {body}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn keys_and_deliveries_are_served_to_loopback_peers_only() {
+        let sidecar = sidecar();
+        for path in ["/keys", "/deliveries?endpoint=e"] {
+            for peer in [
+                "10.0.0.7:5000",
+                "[2001:db8::7]:5000",
+                "[::ffff:10.0.0.7]:5000",
+            ] {
+                let (status, body) = call(&sidecar, Method::GET, path, peer).await;
+                assert_eq!(status, 403, "{path} from {peer}: {body}");
+                assert!(body.contains("kubectl port-forward"), "{body}");
+            }
+            for peer in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+                let (status, body) = call(&sidecar, Method::GET, path, peer).await;
+                assert_eq!(status, 200, "{path} from {peer}: {body}");
+            }
+        }
+        let (_, body) = call(&sidecar, Method::GET, "/keys", "127.0.0.1:5000").await;
+        let keys: SidecarKeys = serde_json::from_str(&body).unwrap();
+        assert_eq!(keys.endpoints[0].name, "e");
+        assert_eq!(keys.endpoints[0].keys[0].id, "k1");
+        assert_eq!(
+            keys.endpoints[0].keys[0].fingerprint,
+            hookguard_api::admin::key_fingerprint(b"service-test-secret")
+        );
+        let (status, body) = call(
+            &sidecar,
+            Method::GET,
+            "/deliveries?endpoint=x",
+            "127.0.0.1:5000",
+        )
+        .await;
+        assert_eq!(status, 404, "{body}");
+        let (status, body) = call(&sidecar, Method::GET, "/deliveries", "127.0.0.1:5000").await;
+        assert_eq!(status, 400, "{body}");
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(percent_decode("1-0%2F7"), "1-0/7");
+        assert_eq!(percent_decode("a+b%zz%4"), "a b%zz%4");
     }
 
     /// With `--admin-listen [::]:9881` (a dual-stack socket), a client of 127.0.0.1, such as

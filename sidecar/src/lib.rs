@@ -7,7 +7,8 @@
 //! the one place that turns an outcome into an answer. Modules depend one way: `service`
 //! uses `forward`, never the reverse; what both need (`route`, `background`) sits below them.
 //! [`config`] is parsed before anything is bound; [`server`] binds and drains; [`reload`]
-//! follows mounted ConfigMaps and Secrets; [`admin`] serves health and [`metrics`]. [`sign`]
+//! follows mounted ConfigMaps and Secrets; [`admin`] serves health and [`metrics`], and the
+//! [`delivery_log`] every answer is recorded in. [`sign`]
 //! is the sender's side of each scheme, for tests and tools.
 //!
 //! In queue mode (`delivery.mode: Queue`) the request path ends at the [`queue`] instead: the
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod background;
 pub mod config;
 pub mod dedup;
+pub mod delivery_log;
 pub mod forward;
 pub mod metrics;
 pub mod queue;

@@ -64,6 +64,11 @@ struct ResultLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct AttemptLabels {
     endpoint: String,
     result: &'static str,
@@ -111,6 +116,25 @@ impl AttemptResult {
     }
 }
 
+/// `delivery_log_dropped{reason}`: the counters for `full` and `store_error`, created up front.
+fn register_delivery_log(registry: &mut Registry) -> (Counter, Counter) {
+    let dropped = Family::<ReasonLabels, Counter>::default();
+    registry.register(
+        "delivery_log_dropped",
+        "Delivery log records dropped, by reason: full (the writer fell behind) or store_error (the store refused the write)",
+        dropped.clone(),
+    );
+    let full = dropped
+        .get_or_create(&ReasonLabels { reason: "full" })
+        .clone();
+    let store = dropped
+        .get_or_create(&ReasonLabels {
+            reason: "store_error",
+        })
+        .clone();
+    (full, store)
+}
+
 /// The store promises a queue-mode 2xx can carry, as metric labels.
 const PROMISE_LABELS: [&str; 4] = ["unknown", "fsync", "waitaof", "memory"];
 
@@ -149,6 +173,8 @@ pub struct Metrics {
     attempts: Family<AttemptLabels, Counter>,
     admit_duration: Family<EndpointLabels, Histogram>,
     promise: Family<PromiseLabels, Gauge>,
+    /// Delivery log records dropped: (channel full, store error).
+    log_dropped: (Counter, Counter),
 }
 
 impl Default for Metrics {
@@ -163,6 +189,7 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     /// Creates and registers every metric under the `hookguard` prefix.
+    #[allow(clippy::too_many_lines)] // One registration per metric, all in one place.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("hookguard");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -244,6 +271,7 @@ impl Metrics {
             memory_bytes.clone(),
         );
         let (queue, attempts, admit_duration, promise) = register_queue(&mut registry);
+        let log_dropped = register_delivery_log(&mut registry);
         Metrics {
             registry,
             requests,
@@ -263,7 +291,13 @@ impl Metrics {
             attempts,
             admit_duration,
             promise,
+            log_dropped,
         }
+    }
+
+    /// The counters of dropped delivery log records: (the channel was full, the store failed).
+    pub fn delivery_log_dropped(&self) -> (Counter, Counter) {
+        self.log_dropped.clone()
     }
 
     /// Handles for one queue-mode endpoint.

@@ -123,6 +123,7 @@ pub async fn start(settings: Settings, endpoints: &Endpoints) -> Result<Running,
     let service_settings = ServiceSettings {
         upstream_host: settings.upstream_host.clone(),
         body_read_timeout: settings.body_read_timeout,
+        delivery_log: settings.delivery_log.clone(),
     };
     let sidecar = Arc::new(Sidecar::new(
         endpoints,

@@ -23,6 +23,7 @@ use hookguard_api::StoreUnavailable;
 use crate::background::Background;
 use crate::config::{Endpoint, Endpoints};
 use crate::dedup::{Claim, ClaimOutcome, DedupStore, DeliveryKeys, Store};
+use crate::delivery_log::{DeliveryLog, Entry, LogSettings};
 use crate::forward::Forwarder;
 use crate::metrics::{Metrics, StoreOperation};
 use crate::queue::worker::{Workers, now_ms};
@@ -38,6 +39,17 @@ pub struct ServiceSettings {
     pub upstream_host: String,
     /// Time a client has to send the body.
     pub body_read_timeout: Duration,
+    /// The delivery log's bounds and this sidecar's instance name.
+    pub delivery_log: LogSettings,
+}
+
+/// What the request path learned for the delivery log besides the outcome.
+#[derive(Debug, Default)]
+struct Note {
+    /// The signature and timestamp passed.
+    verified: bool,
+    event_type: Option<String>,
+    reason: Option<&'static str>,
 }
 
 /// The sidecar's shared state: current routes, the store, the forwarder, metrics.
@@ -48,6 +60,7 @@ pub struct Sidecar {
     forwarder: Forwarder,
     metrics: Arc<Metrics>,
     workers: Workers,
+    log: DeliveryLog,
     body_read_timeout: Duration,
     draining: AtomicBool,
 }
@@ -63,11 +76,17 @@ impl Sidecar {
         tasks: Background,
     ) -> Sidecar {
         metrics.reload(true, endpoints.len());
+        let log = DeliveryLog::new(
+            settings.delivery_log,
+            &store,
+            metrics.delivery_log_dropped(),
+        );
         let workers = Workers::new(
             store.clone(),
             settings.upstream_host.clone(),
             Arc::clone(&metrics),
             tasks.killed().clone(),
+            log.clone(),
         );
         workers.update(endpoints.iter());
         Sidecar {
@@ -81,6 +100,7 @@ impl Sidecar {
             store,
             metrics,
             workers,
+            log,
             body_read_timeout: settings.body_read_timeout,
             draining: AtomicBool::new(false),
         }
@@ -102,6 +122,11 @@ impl Sidecar {
     /// The current endpoint table.
     pub fn routes(&self) -> Arc<Routes> {
         self.routes.load_full()
+    }
+
+    /// The delivery log.
+    pub fn delivery_log(&self) -> &DeliveryLog {
+        &self.log
     }
 
     /// The dedup store.
@@ -144,17 +169,33 @@ impl Sidecar {
             );
             return answer(Outcome::NotFound, 0);
         };
-        let (outcome, delivery_id, response) = self.deliver(route, request, peer).await;
+        let mut note = Note::default();
+        let (outcome, delivery_id, response) = self.deliver(route, request, peer, &mut note).await;
         let elapsed = started.elapsed();
         route.metrics.answered(outcome, elapsed);
+        let status = response.status().as_u16();
+        let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         tracing::info!(
             endpoint = %route.endpoint.name,
             delivery_id = delivery_id.as_deref().unwrap_or(""),
             outcome = outcome.label(),
-            status = response.status().as_u16(),
-            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            status,
+            latency_us,
             "delivery"
         );
+        self.log.record(Entry {
+            endpoint: Arc::clone(&route.endpoint),
+            kind: hookguard_api::admin::RecordKind::Request,
+            verified: note.verified,
+            at_ms: crate::delivery_log::now_ms(),
+            delivery_id,
+            event_type: note.event_type,
+            outcome: outcome.label(),
+            reason: note.reason.map(std::borrow::Cow::Borrowed),
+            status,
+            latency_us,
+            attempt: None,
+        });
         response
     }
 
@@ -163,6 +204,7 @@ impl Sidecar {
         route: &Route,
         request: Request<B>,
         peer: SocketAddr,
+        note: &mut Note,
     ) -> (Outcome, Option<String>, Response<ProxyBody>)
     where
         B: Body<Data = Bytes>,
@@ -201,9 +243,14 @@ impl Sidecar {
 
         // Nothing touches the store before the signature and timestamp pass.
         if let Err(rejection) = endpoint.verifier.verify(&parts.headers, &body, now_unix()) {
+            note.reason = Some(rejection.metric_label());
             return reject(rejection);
         }
+        note.verified = true;
         let delivery = Delivery::new(&parts.headers, &body);
+        if self.log.enabled() {
+            note.event_type = endpoint.verifier.logged_event_type(&delivery);
+        }
         let delivery_id = match endpoint.verifier.delivery_id(&delivery) {
             Ok(id) => id.into_owned(),
             // Slack's URL verification, interactive and slash-command payloads are signed but
@@ -215,7 +262,10 @@ impl Sidecar {
                 let (outcome, response) = self.send(route, parts, body, None, peer, None).await;
                 return (outcome, None, response);
             }
-            Err(rejection) => return reject(rejection),
+            Err(rejection) => {
+                note.reason = Some(rejection.metric_label());
+                return reject(rejection);
+            }
         };
         if !endpoint.event_types.is_empty() {
             let subscribed = endpoint

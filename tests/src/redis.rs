@@ -342,8 +342,18 @@ impl RedisServer {
             .context("INFO server names no version")
     }
 
-    /// `KEYS <pattern>`, sorted.
+    /// `KEYS <pattern>`, sorted, without the sidecars' delivery log streams
+    /// (`hg:{<endpoint id>}:log`): they record what was answered, they hold no dedup or queue
+    /// state, and the assertions on keys are about that state. [`RedisServer::all_keys`]
+    /// lists them too.
     pub fn keys(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
+        let mut keys = self.all_keys(pattern)?;
+        keys.retain(|key| !key.ends_with("}:log"));
+        Ok(keys)
+    }
+
+    /// `KEYS <pattern>`, sorted, every key.
+    pub fn all_keys(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
         let mut keys: Vec<String> = redis::cmd("KEYS")
             .arg(pattern)
             .query(&mut self.connect()?)

@@ -646,12 +646,14 @@ async fn a_deployments_pods_get_the_same_sidecar() {
 }
 
 /// The sidecar's flags from the injected container's environment, as the binary reads them:
-/// `HOOKGUARD_CONFIG_DIR` → `--config-dir`, a `secretKeyRef` resolved from the real Secret as
-/// the kubelet would. Paths are remapped under `root` (where the mounts were laid out) and
+/// `HOOKGUARD_CONFIG_DIR` → `--config-dir`, `POD_NAME` → `--instance` (the flag reading it),
+/// a `secretKeyRef` resolved from the real Secret and a `fieldRef` from the pod as the kubelet
+/// would. Paths are remapped under `root` (where the mounts were laid out) and
 /// the listen addresses moved to free loopback ports (the pod's own network namespace would
 /// have them free); nothing else is rewritten.
 async fn sidecar_argv(
     ns: &TestNamespace,
+    pod: &Pod,
     container: &Container,
     root: &std::path::Path,
 ) -> anyhow::Result<Vec<String>> {
@@ -659,6 +661,14 @@ async fn sidecar_argv(
     for var in container.env.iter().flatten() {
         let value = match (&var.value, &var.value_from) {
             (Some(value), None) => value.clone(),
+            (None, Some(source)) if source.field_ref.is_some() => {
+                let field = source.field_ref.as_ref().map(|f| f.field_path.as_str());
+                ensure!(
+                    field == Some("metadata.name"),
+                    "only metadata.name is used: {field:?}"
+                );
+                pod.metadata.name.clone().context("the pod has no name")?
+            }
             (None, Some(source)) => {
                 let selector = source
                     .secret_key_ref
@@ -681,12 +691,15 @@ async fn sidecar_argv(
                 var.name
             ),
         };
-        let flag = var
-            .name
-            .strip_prefix("HOOKGUARD_")
-            .with_context(|| format!("unexpected env {}", var.name))?
-            .to_lowercase()
-            .replace('_', "-");
+        let flag = if var.name == hookguard_api::names::env::POD_NAME {
+            "instance".to_owned()
+        } else {
+            var.name
+                .strip_prefix("HOOKGUARD_")
+                .with_context(|| format!("unexpected env {}", var.name))?
+                .to_lowercase()
+                .replace('_', "-")
+        };
         let value = match flag.as_str() {
             "listen" | "admin-listen" => "127.0.0.1:0".to_owned(),
             "config-dir" => root
@@ -736,7 +749,7 @@ async fn run_injected_sidecar(
         .path()
         .join(SIDECAR_CONFIG_ROOT.trim_start_matches('/'));
     remap_endpoint_files(&config_dir, root.path())?;
-    let argv = sidecar_argv(ns, sidecar, root.path()).await?;
+    let argv = sidecar_argv(ns, created, sidecar, root.path()).await?;
     ensure!(
         !argv
             .iter()

@@ -1089,15 +1089,19 @@ async fn without_fsync_disk_deliveries_get_503_not_durable_and_memory_ones_are_q
     // Nothing of the refused delivery was written (checked after the memory endpoint's
     // delivery, so the disk endpoint's worker has been looking at its queue meanwhile). The
     // worker's first look creates the endpoint's empty work stream and its consumer group
-    // (`XGROUP CREATE … MKSTREAM`), which holds no delivery; nothing else may exist.
+    // (`XGROUP CREATE … MKSTREAM`), which holds no delivery; the delivery log records the
+    // refusal (metadata only); nothing else may exist.
     let disk_keys = disk_traffic
         .peek
         .keys(&format!("hg:{{{}}}:*", disk.endpoint_id))
         .await
         .unwrap();
     let work_stream = QueueKeys::new(&disk.endpoint_id).stream();
+    let log = hookguard_sidecar::delivery_log::log_key(&disk.endpoint_id);
     assert!(
-        disk_keys.iter().all(|key| *key == work_stream),
+        disk_keys
+            .iter()
+            .all(|key| *key == work_stream || *key == log),
         "the refused endpoint's keys: {disk_keys:?}"
     );
     let length: u64 = redis::cmd("XLEN")

@@ -181,4 +181,21 @@ async fn deliveries_are_deduplicated_across_a_redis_cluster() {
         (0, 0, 0),
         "{report:?}"
     );
+    // The delivery log: one stream per endpoint, under its hash tag (so on its slot's node),
+    // written in pipelines per stream.
+    for i in 0..12 {
+        let path = format!("/deliveries?endpoint=ep{i}");
+        hookguard_tests::wait::eventually(
+            &format!("ep{i}'s log holds both answers"),
+            Duration::from_secs(15),
+            async || {
+                let (status, body) = sidecar.admin(&path).await?;
+                let page: hookguard_api::admin::DeliveryPage = serde_json::from_str(&body)?;
+                let outcomes: Vec<&str> = page.records.iter().map(|r| r.outcome.as_str()).collect();
+                Ok(status == 200 && outcomes == ["forwarded", "duplicate"])
+            },
+        )
+        .await
+        .unwrap();
+    }
 }

@@ -129,7 +129,9 @@ pub const MAX_PAGE: usize = 1000;
 pub struct DeliveryPage {
     /// The records, oldest first.
     pub records: Vec<DeliveryRecord>,
-    /// Pass as `after` to get what was recorded since (unchanged when nothing was).
+    /// Pass as `after` to get what was recorded since (unchanged when nothing was). Opaque:
+    /// with Redis `<stream ID>/<sequence>` (the shared stream, and this sidecar's own records
+    /// of requests that failed verification), with the in-memory store `<sequence>`.
     pub cursor: String,
 }
 

@@ -102,6 +102,19 @@ impl Scheme {
         }
     }
 
+    /// The name as the CLI's `--scheme` writes it (kebab case; the CLI accepts
+    /// [`Scheme::as_str`] too).
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            Scheme::Generic => "generic",
+            Scheme::StandardWebhooks => "standard-webhooks",
+            Scheme::Stripe => "stripe",
+            Scheme::GitHub => "github",
+            Scheme::Slack => "slack",
+            Scheme::Shopify => "shopify",
+        }
+    }
+
     /// Whether the scheme signs a delivery ID or a timestamp. Where it signs neither, a
     /// captured delivery could be replayed under a fresh ID header, so the sidecar also
     /// deduplicates on the hash of the verified body.

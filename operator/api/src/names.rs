@@ -109,4 +109,12 @@ pub mod env {
     pub const LOG_FORMAT: &str = "HOOKGUARD_LOG_FORMAT";
     /// A `tracing` filter, e.g. `info` or `hookguard_sidecar=debug`.
     pub const LOG: &str = "HOOKGUARD_LOG";
+    /// Delivery log: most records kept per endpoint (about, with Redis: trimmed with `~`);
+    /// `0` turns the log off.
+    pub const DELIVERY_LOG_MAX_RECORDS: &str = "HOOKGUARD_DELIVERY_LOG_MAX_RECORDS";
+    /// Delivery log: oldest record kept, e.g. `24h`.
+    pub const DELIVERY_LOG_MAX_AGE: &str = "HOOKGUARD_DELIVERY_LOG_MAX_AGE";
+    /// The pod's name (downward API `metadata.name`): the sidecar's instance name in the
+    /// delivery log and `/keys`; unset, the host name and process ID.
+    pub const POD_NAME: &str = "POD_NAME";
 }

@@ -19,8 +19,8 @@ use hookguard_api::names::{
 use hookguard_api::validation::{self, PathConflict};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, Pod, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, Pod, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -495,6 +495,18 @@ pub fn build_sidecar(
     ];
     env_vars.extend(store_env(config));
     env_vars.push(plain(env::LOG_FORMAT, "json".to_owned()));
+    // The sidecar's name in the delivery log and on `/keys`.
+    env_vars.push(EnvVar {
+        name: env::POD_NAME.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: None,
+                field_path: "metadata.name".to_owned(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    });
     let container = Container {
         name: SIDECAR_CONTAINER.to_owned(),
         image: Some(config.image.clone()),

@@ -10,6 +10,7 @@ use hookguard_api::units::{parse_duration, parse_size};
 use hookguard_api::validation::{self, StoreError, StoreKind};
 
 use crate::dedup::{MemoryLimits, RedisOptions};
+use crate::delivery_log::LogSettings;
 
 /// Command-line flags; each also reads an environment variable.
 #[derive(Debug, Clone, Parser)]
@@ -66,6 +67,17 @@ pub struct Args {
     /// maxBodySize before verification, so this bounds that memory); more wait to be accepted.
     #[arg(long, env = env::MAX_CONNECTIONS, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
+    /// Delivery log (`GET /deliveries`): most records kept per endpoint, shared by the
+    /// replicas in Redis (trimmed approximately there); `0` turns the log off.
+    #[arg(long, env = env::DELIVERY_LOG_MAX_RECORDS, default_value_t = 10_000)]
+    pub delivery_log_max_records: usize,
+    /// Delivery log: oldest record kept, e.g. `24h`.
+    #[arg(long, env = env::DELIVERY_LOG_MAX_AGE, default_value = "24h")]
+    pub delivery_log_max_age: String,
+    /// This sidecar's name in the delivery log and `/keys`: the pod name (the injected
+    /// container gets it from the downward API); unset, `<host name>-<process ID>`.
+    #[arg(long, env = env::POD_NAME)]
+    pub instance: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = env::LOG_FORMAT, default_value = "text")]
     pub log_format: LogFormat,
@@ -124,6 +136,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Most client connections served at once.
     pub max_connections: usize,
+    /// The delivery log's bounds and this sidecar's instance name.
+    pub delivery_log: LogSettings,
 }
 
 /// A flag or environment value that cannot be used.
@@ -206,6 +220,20 @@ impl Settings {
             )?,
             shutdown_grace: duration("shutdown-grace", env::SHUTDOWN_GRACE, &args.shutdown_grace)?,
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            delivery_log: LogSettings {
+                max_records: args.delivery_log_max_records,
+                max_age: duration(
+                    "delivery-log-max-age",
+                    env::DELIVERY_LOG_MAX_AGE,
+                    &args.delivery_log_max_age,
+                )?,
+                instance: args
+                    .instance
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty())
+                    .map_or_else(crate::delivery_log::default_instance, str::to_owned),
+            },
         })
     }
 }

@@ -306,6 +306,14 @@ impl Store {
         }
     }
 
+    /// The Redis store, if that is the backend (the delivery log writes through it).
+    pub(crate) fn redis_store(&self) -> Option<&RedisStore> {
+        match &*self.backend {
+            Backend::Memory(..) => None,
+            Backend::Redis(redis, _) => Some(redis),
+        }
+    }
+
     /// The queue operations of the backend.
     pub(crate) fn queue_backend(&self) -> QueueBackend<'_> {
         match &*self.backend {

@@ -44,7 +44,8 @@ pub async fn handle(
     query: Option<&str>,
 ) -> Response<Full<Bytes>> {
     let segments: Vec<&str> = path
-        .trim_start_matches("/queue")
+        .strip_prefix("/queue")
+        .unwrap_or(path)
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();

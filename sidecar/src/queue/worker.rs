@@ -35,6 +35,7 @@ use super::policy::{self, Attempt, Settle};
 use super::{Taken, decode_headers};
 use crate::config::Endpoint;
 use crate::dedup::{Store, StoreError};
+use crate::delivery_log::{DeliveryLog, Entry};
 use crate::metrics::{AttemptResult, Metrics, QueueMetrics};
 
 /// How often an idle worker looks for deliveries queued by other sidecars and for retries
@@ -67,6 +68,8 @@ struct Context {
     kill: CancellationToken,
     /// Every worker loop and every attempt, for the drain.
     tasks: TaskTracker,
+    /// Where each attempt is recorded.
+    log: DeliveryLog,
 }
 
 #[derive(Debug)]
@@ -80,12 +83,14 @@ struct Handle {
 }
 
 impl Workers {
-    /// Workers delivering to `upstream_host` from `store`. `kill` is the sidecar's abort.
+    /// Workers delivering to `upstream_host` from `store`, recording each attempt in `log`.
+    /// `kill` is the sidecar's abort.
     pub fn new(
         store: Store,
         upstream_host: String,
         metrics: Arc<Metrics>,
         kill: CancellationToken,
+        log: DeliveryLog,
     ) -> Workers {
         Workers {
             context: Arc::new(Context {
@@ -96,6 +101,7 @@ impl Workers {
                 stop: CancellationToken::new(),
                 kill,
                 tasks: TaskTracker::new(),
+                log,
             }),
             running: Mutex::new(HashMap::new()),
         }
@@ -392,7 +398,7 @@ impl Worker {
 /// left alone, if it did.
 async fn deliver(
     context: &Context,
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     metrics: &QueueMetrics,
     taken: Taken,
 ) -> Option<Duration> {
@@ -410,6 +416,13 @@ async fn deliver(
         })
         .await;
         metrics.attempt(AttemptResult::DeadLettered);
+        record_attempt(
+            context,
+            endpoint,
+            &taken,
+            (number, started),
+            ("dead_lettered", 0, Some(reason.into())),
+        );
         return None;
     };
     let attempt = send(context, endpoint, request).await;
@@ -485,7 +498,54 @@ async fn deliver(
     if let Settle::DeadLetter { reason, .. } = &decision {
         tracing::warn!(endpoint = %endpoint.name, delivery_id = %delivery.delivery_id, reason, "delivery dead-lettered; replay it through the admin port once the app is fixed");
     }
+    let logged = logged(&attempt, &decision, result);
+    record_attempt(context, endpoint, &taken, (number, started), logged);
     hold
+}
+
+/// The delivery log's outcome, app status (0 without an answer) and reason of an attempt.
+fn logged(
+    attempt: &Attempt,
+    decision: &Settle,
+    result: AttemptResult,
+) -> (&'static str, u16, Option<String>) {
+    let status = match attempt {
+        Attempt::Answered { status, .. } => status.as_u16(),
+        _ => 0,
+    };
+    let (outcome, reason) = match decision {
+        Settle::Commit => ("delivered", None),
+        Settle::Retry { .. } => ("retry_scheduled", Some(attempt.describe())),
+        Settle::DeadLetter { reason, .. } => ("dead_lettered", Some(reason.clone())),
+    };
+    if result == AttemptResult::Unsettled {
+        let unsettled = "settlement not written; taken again after the lease".to_owned();
+        return (outcome, status, Some(unsettled));
+    }
+    (outcome, status, reason)
+}
+
+/// Records one attempt in the delivery log.
+fn record_attempt(
+    context: &Context,
+    endpoint: &Arc<Endpoint>,
+    taken: &Taken,
+    (number, started): (u32, Instant),
+    (outcome, status, reason): (&'static str, u16, Option<String>),
+) {
+    context.log.record(Entry {
+        endpoint: Arc::clone(endpoint),
+        kind: hookguard_api::admin::RecordKind::Attempt,
+        verified: true,
+        at_ms: crate::delivery_log::now_ms(),
+        delivery_id: Some(taken.delivery.delivery_id.clone()),
+        event_type: None,
+        outcome,
+        reason: reason.map(std::borrow::Cow::Owned),
+        status,
+        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        attempt: Some(number),
+    });
 }
 
 /// Writes a settlement, retrying store errors with back-off for up to half the lease: after

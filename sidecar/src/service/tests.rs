@@ -40,6 +40,7 @@ pub(crate) fn sidecar_with(config: serde_json::Value, body_read_timeout: Duratio
     let settings = ServiceSettings {
         upstream_host: "127.0.0.1".into(),
         body_read_timeout,
+        delivery_log: crate::delivery_log::LogSettings::default(),
     };
     Sidecar::new(
         &endpoints,

@@ -132,6 +132,43 @@ impl Verifier {
     }
 }
 
+/// The top-level `type` of a JSON body, and Slack's `event.type`: read without building a
+/// document (unknown fields are skipped), for the delivery log, which must stay cheap.
+#[derive(serde::Deserialize)]
+struct TypeOnly<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event: Option<InnerType<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct InnerType<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+}
+
+impl Verifier {
+    /// [`Verifier::event_type`] for the delivery log: the same answer, but a body not parsed
+    /// yet is scanned for the type alone instead of parsed into a document.
+    pub fn logged_event_type(&self, delivery: &Delivery<'_>) -> Option<String> {
+        let json_scheme = matches!(
+            self.scheme,
+            Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack
+        );
+        if !json_scheme || delivery.json.get().is_some() {
+            return self.event_type(delivery).map(Cow::into_owned);
+        }
+        let parsed: TypeOnly<'_> = serde_json::from_slice(delivery.body).ok()?;
+        let kind = if self.scheme == Scheme::Slack {
+            parsed.event.and_then(|e| e.kind).or(parsed.kind)
+        } else {
+            parsed.kind
+        };
+        kind.filter(|k| !k.is_empty()).map(Cow::into_owned)
+    }
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, str>> {
     let value = headers.get(name)?.to_str().ok()?;
     (!value.is_empty()).then_some(Cow::Borrowed(value))

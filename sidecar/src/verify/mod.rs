@@ -44,6 +44,8 @@ pub use hookguard_api::Scheme;
 pub struct SigningKey {
     id: String,
     mac: Hmac<Sha256>,
+    /// [`hookguard_api::admin::key_fingerprint`] of the file's content, for `GET /keys`.
+    fingerprint: String,
 }
 
 impl SigningKey {
@@ -55,6 +57,7 @@ impl SigningKey {
     /// followed by standard base64 of the key bytes; every other scheme uses the bytes verbatim,
     /// as its sender does (a Stripe `whsec_…` secret included).
     pub fn new(scheme: Scheme, id: impl Into<String>, secret: &[u8]) -> Result<Self, KeyError> {
+        let fingerprint = hookguard_api::admin::key_fingerprint(secret);
         let secret = strip_one_newline(secret);
         let mac = if scheme == Scheme::StandardWebhooks {
             let encoded = secret.strip_prefix(b"whsec_").unwrap_or(secret);
@@ -69,12 +72,22 @@ impl SigningKey {
         } else {
             new_mac(secret)?
         };
-        Ok(Self { id: id.into(), mac })
+        Ok(Self {
+            id: id.into(),
+            mac,
+            fingerprint,
+        })
     }
 
     /// The key's id (its file name).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The public fingerprint of the key file's content
+    /// ([`hookguard_api::admin::key_fingerprint`]), computed when the key was loaded.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// A fresh HMAC state keyed with this key.
@@ -171,6 +184,11 @@ impl Verifier {
     /// The endpoint's scheme.
     pub fn scheme(&self) -> Scheme {
         self.scheme
+    }
+
+    /// The keys, in the order they are tried.
+    pub fn keys(&self) -> &[SigningKey] {
+        &self.keys
     }
 
     /// Checks the signature (and, where the scheme signs one, the timestamp) of a delivery.

@@ -143,6 +143,11 @@ fn injects_a_native_sidecar_first_with_volumes_and_a_locked_down_context() {
         env.iter().all(|e| e.name != "HOOKGUARD_STORE_MODE"),
         "standalone is the sidecar's default"
     );
+    let pod_name = value("POD_NAME").value_from.unwrap().field_ref.unwrap();
+    assert_eq!(
+        pod_name.field_path, "metadata.name",
+        "the sidecar names itself after its pod (delivery log, /keys)"
+    );
 }
 
 #[test]
