@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test e2e test-deps control-plane cluster lint fmt generate verify bench images
+.PHONY: help demo test e2e test-deps control-plane cluster lint fmt generate verify bench images cli
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -12,9 +12,10 @@ demo: ## local demo: the sidecar (in-memory store) in front of a demo app; no cl
 	demo/run.sh
 
 test: test-deps control-plane ## every test: unit, vectors, real redis-server, real control plane, then `make e2e` (root)
-	@# Tests that run the real operator binary build it themselves (tests/src/operator.rs);
-	@# built here first, that is a no-op and nothing compiles while the tests run.
-	$(CARGO) build -p hookguard-operator --locked
+	@# Tests that run the real operator and CLI binaries build them themselves
+	@# (tests/src/cargo.rs); built here first, that is a no-op and nothing compiles while the
+	@# tests run.
+	$(CARGO) build -p hookguard-operator -p hookguard-cli --locked
 	@# --no-fail-fast, and the e2e runs after a failure too: one failure cannot hide another.
 	status=0; \
 	$(CARGO) test --workspace --locked --no-fail-fast || status=$$?; \
@@ -23,6 +24,12 @@ test: test-deps control-plane ## every test: unit, vectors, real redis-server, r
 
 e2e: node-deps images ## Hookguard on a real one-node cluster: node smoke test, then helm install to uninstall (root)
 	$(CARGO) test -p hookguard-tests --features node --locked --no-fail-fast --test node_smoke --test e2e -- --nocapture
+
+PREFIX ?= $(HOME)/.local
+cli: ## install the CLI into $(PREFIX)/bin (default ~/.local/bin) as hookguard, kubectl-hookguard and its completion shim
+	$(CARGO) install --locked --path cli --root $(PREFIX)
+	ln -sf hookguard $(PREFIX)/bin/kubectl-hookguard
+	ln -sf hookguard $(PREFIX)/bin/kubectl_complete-hookguard
 
 test-deps: ## install what the tests run when missing: redis-server, curl, kill (procps); Valkey 8 from bookworm-backports into the cache
 	@missing=""; \

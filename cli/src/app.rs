@@ -119,7 +119,7 @@ pub async fn run(cli: Cli, invocation: &Invocation) -> anyhow::Result<Exit> {
         Command::Secret(args) => cluster::secret::run(args, &ctx).await,
         Command::Tail(args) => cluster::tail::run(args, &ctx).await,
         Command::Dlq(command) => cluster::dlq::run(command, &ctx).await,
-        Command::Completion(args) => completion::run(&args, invocation),
+        Command::Completion(args) => Ok(completion::run(&args, invocation)),
         Command::Complete(args) => completion::complete(args, &ctx).await,
     }
 }

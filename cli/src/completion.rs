@@ -1,4 +1,4 @@
-//! `completion SHELL` (a static script from clap_complete) and the hidden `__complete`, which
+//! `completion SHELL` (a static script from `clap_complete`) and the hidden `__complete`, which
 //! speaks Cobra's protocol for kubectl's plugin completion (`kubectl_complete-hookguard`, a
 //! link to this binary): candidates one per line, then `:4` (no file completion).
 
@@ -24,11 +24,11 @@ pub struct CompleteArgs {
 }
 
 /// Prints the script for `args.shell`.
-pub fn run(args: &Args, invocation: &Invocation) -> anyhow::Result<Exit> {
+pub fn run(args: &Args, invocation: &Invocation) -> Exit {
     let mut command = invocation.command();
     let name = invocation.display_name.replace(' ', "-");
     clap_complete::generate(args.shell, &mut command, name, &mut std::io::stdout());
-    Ok(Exit::Ok)
+    Exit::Ok
 }
 
 /// Cobra's directive for "no file completion".
@@ -66,8 +66,11 @@ pub async fn complete(args: CompleteArgs, ctx: &Context) -> anyhow::Result<Exit>
             );
         }
         Some(name) if ENDPOINT_COMMANDS.contains(&name.as_str()) => {
+            // kubectl passes the typed flags as words: honour the ones that pick the cluster.
+            let mut kube = ctx.kube.clone();
+            apply_typed_flags(&mut kube, before);
             // Best effort: without a cluster there is simply nothing to offer.
-            if let Ok(names) = crate::cluster::endpoint_names(ctx).await {
+            if let Ok(names) = crate::cluster::endpoint_names(&kube).await {
                 candidates.extend(names.into_iter().filter(|n| n.starts_with(current)));
             }
         }
@@ -80,5 +83,56 @@ pub async fn complete(args: CompleteArgs, ctx: &Context) -> anyhow::Result<Exit>
     Ok(Exit::Ok)
 }
 
+/// Applies `-n NS`, `--namespace[=]NS`, `--context[=]C` and `--kubeconfig[=]PATH` found among
+/// the typed `words` to `kube`.
+fn apply_typed_flags(kube: &mut crate::common::KubeArgs, words: &[String]) {
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (word.as_str(), None),
+        };
+        if !["-n", "--namespace", "--context", "--kubeconfig"].contains(&flag) {
+            continue;
+        }
+        let Some(value) = inline.or_else(|| words.next().cloned()) else {
+            break;
+        };
+        match flag {
+            "--context" => kube.context = Some(value),
+            "--kubeconfig" => kube.kubeconfig = Some(value.into()),
+            _ => kube.namespace = Some(value),
+        }
+    }
+}
+
 /// The commands whose first argument is a WebhookEndpoint name.
 const ENDPOINT_COMMANDS: &[&str] = &["status", "rotate", "secret", "tail"];
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn typed_cluster_flags_pick_the_namespace_context_and_kubeconfig() {
+        let mut kube = crate::app::Cli::parse_from(["hookguard", "completion", "bash"])
+            .globals
+            .kube;
+        let words: Vec<String> = [
+            "status",
+            "-n",
+            "shop",
+            "--context=prod",
+            "--kubeconfig",
+            "/k",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        apply_typed_flags(&mut kube, &words);
+        assert_eq!(kube.namespace.as_deref(), Some("shop"));
+        assert_eq!(kube.context.as_deref(), Some("prod"));
+        assert_eq!(kube.kubeconfig, Some("/k".into()));
+    }
+}

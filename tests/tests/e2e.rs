@@ -145,6 +145,7 @@ async fn story(cluster: &Cluster, images: &[image::BuiltImage]) -> anyhow::Resul
     happy.tampered("tampered", 40, &mut tally).await?;
     count_at_app(&http, &endpoint, &sent, &mut tally).await?;
     tallies.push(tally);
+    cli_on_pods(cluster, &endpoint).await?;
 
     tallies.push(rotation(cluster, &http, &endpoint).await?);
     tallies.push(operator_failover(cluster, &client, &http, &endpoint).await?);
@@ -164,6 +165,69 @@ async fn story(cluster: &Cluster, images: &[image::BuiltImage]) -> anyhow::Resul
         );
     }
     Ok(table)
+}
+
+// ---------------------------------------------------------------------------------------
+// The CLI against real pods
+
+/// `hookguard` as a user runs it against this cluster: `check` green on the helm install;
+/// `status` and `tail` reaching both app pods' sidecars through real port-forwards (kubelet
+/// streaming into the pods' loopback), after the happy traffic.
+async fn cli_on_pods(cluster: &Cluster, endpoint: &Endpoint) -> anyhow::Result<()> {
+    let run = |args: &'static [&'static str]| {
+        let kubeconfig = cluster.kubeconfig().to_path_buf();
+        tokio::task::spawn_blocking(move || hookguard_tests::cli::run_against(&kubeconfig, args))
+    };
+    let check = run(&["check", "-o", "json"]).await??;
+    let report: Value = serde_json::from_str(&check.stdout).context("check -o json")?;
+    ensure!(
+        check.code == 0 && report["success"] == true,
+        "hookguard check on the helm install: {check:?}"
+    );
+
+    let status = run(&["status", ENDPOINT, "-n", SHOP, "-o", "json"]).await??;
+    let report: Value = serde_json::from_str(&status.stdout).context("status -o json")?;
+    ensure!(status.code == 0, "hookguard status: {status:?}");
+    let pods = report["pods"]["pods"]
+        .as_array()
+        .context("status: no pods")?;
+    for pod in &endpoint.pods {
+        ensure!(
+            pods.iter()
+                .any(|p| p["name"] == pod.name.as_str() && p["injected"] == true),
+            "status does not show {} injected: {pods:?}",
+            pod.name
+        );
+    }
+    let sidecars = report["sidecars"]["sidecars"]
+        .as_array()
+        .context("status: no sidecars")?;
+    ensure!(
+        sidecars.len() == endpoint.pods.len()
+            && sidecars
+                .iter()
+                .all(|s| s["ready"] == true && s["currentKeyLoaded"] == true),
+        "every sidecar ready with the current key, reached by port-forward: {sidecars:?}"
+    );
+
+    let tail = run(&["tail", ENDPOINT, "-n", SHOP, "-o", "json"]).await??;
+    ensure!(tail.code == 0, "hookguard tail: {tail:?}");
+    let records: Vec<Value> = serde_json::from_str(&tail.stdout).context("tail -o json")?;
+    for pod in &endpoint.pods {
+        ensure!(
+            records
+                .iter()
+                .any(|r| r["instance"] == pod.name.as_str() && r["outcome"] == "forwarded"),
+            "the shared delivery log has no forwarded delivery from {}: {} records",
+            pod.name,
+            records.len()
+        );
+    }
+    ensure!(
+        records.iter().any(|r| r["outcome"] == "duplicate"),
+        "the duplicate storm shows in the log"
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use kube::{Client, Config};
 
 /// The flags.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Cluster options (as kubectl's)")]
 pub struct KubeArgs {
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the
     /// in-cluster service account).

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use clap::ValueEnum;
 use serde::Serialize;
 
-pub use kube_args::KubeArgs;
+pub use kube_args::{KubeArgs, parse_duration};
 
 /// The exit codes, stable for scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +61,27 @@ pub struct Globals {
     #[command(flatten)]
     pub kube: KubeArgs,
     /// Output format, for commands whose output is data.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t)]
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        help_heading = "Output options"
+    )]
     pub output: Output,
     /// When to colour the output.
-    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "WHEN",
+        help_heading = "Output options"
+    )]
     pub color: ColorWhen,
     /// More log detail on stderr (-v info, -vv debug, -vvv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Output options")]
     pub verbose: u8,
 }
 
