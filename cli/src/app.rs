@@ -31,17 +31,46 @@ pub enum Command {
     /// Check a captured request against a secret and, when it fails, say why (offline).
     Verify(offline::verify::Args),
     /// An endpoint's whole chain: conditions, keys, config, pods, sidecars, recent deliveries.
+    #[command(after_help = "Examples:
+  hookguard status payments-stripe -n shop
+  hookguard status webhookendpoint/payments-stripe -n shop -o json
+
+Exit status: 0 when the endpoint is Ready and every pod that selects it has its sidecar, else 1.")]
     Status(cluster::status::Args),
     /// Is Hookguard installed and healthy? CRD, operator, webhook, policy, RBAC, store.
+    #[command(after_help = "Examples:
+  hookguard check
+  hookguard check --wait 2m            # right after helm install
+  hookguard check -o json | jq '.categories[].checks[] | select(.result != \"success\")'
+
+Exit status: 0 when no check failed (warnings do not fail), 1 when one did, 124 when --wait ran out.")]
     Check(cluster::check::Args),
     /// Would a Deployment's (or a label set's) pods get the sidecar, for which endpoints, and
     /// why not.
+    #[command(after_help = "Examples:
+  hookguard check-inject deployment/payments -n shop
+  hookguard check-inject -l app=payments,hookguard.dev/inject=true -n shop   # before deploying
+
+Exit status: 0 when the pods would get the sidecar, 1 when nothing would be injected.")]
     CheckInject(cluster::check_inject::Args),
     /// Rotate an endpoint's signing key and wait until every sidecar verifies with it.
+    #[command(after_help = "Examples:
+  hookguard rotate payments-github -n shop
+  hookguard rotate payments-github -n shop --no-wait
+
+Exit status: 0 once every sidecar verifies with the new key, 1 on an error (an endpoint with a
+secretRef is rotated by its sender, not here), 124 when --timeout ran out.")]
     Rotate(cluster::rotate::Args),
     /// Print an endpoint's current signing secret, to paste into the sender's dashboard.
+    #[command(after_help = "Examples:
+  hookguard secret payments-github -n shop            # key IDs and fingerprints only
+  hookguard secret payments-github -n shop --show > key.txt")]
     Secret(cluster::secret::Args),
     /// Follow an endpoint's delivery log (every replica's deliveries, metadata only).
+    #[command(after_help = "Examples:
+  hookguard tail payments-stripe -n shop -f
+  hookguard tail payments-stripe -n shop --outcome unauthorized,bad_request --since 1h
+  hookguard tail payments-stripe -n shop -f -o json | jq .reason")]
     Tail(cluster::tail::Args),
     /// Queue mode's dead-letter queue: list, show, replay, purge.
     #[command(subcommand)]
@@ -87,11 +116,30 @@ impl Invocation {
         }
     }
 
-    /// The clap command, named as invoked.
+    /// The clap command, named as invoked: as the plugin, usage lines and the examples in
+    /// every command's help say `kubectl hookguard`.
     pub fn command(&self) -> clap::Command {
-        Cli::command()
+        let command = Cli::command()
             .bin_name(self.display_name)
-            .display_name(self.display_name)
+            .display_name(self.display_name);
+        if self.display_name == "hookguard" {
+            return command;
+        }
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        names.iter().fold(command, |command, name| {
+            command.mut_subcommand(name, |sub| match sub.get_after_help() {
+                Some(help) => {
+                    let help = help
+                        .to_string()
+                        .replace("\n  hookguard ", &format!("\n  {} ", self.display_name));
+                    sub.after_help(help)
+                }
+                None => sub,
+            })
+        })
     }
 
     /// Parses the process's arguments; on a usage error prints it and exits 2.
@@ -131,6 +179,25 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn as_the_plugin_every_example_says_kubectl_hookguard() {
+        let plugin = Invocation::from_argv0(std::ffi::OsStr::new("kubectl-hookguard"));
+        let command = plugin.command();
+        let mut seen = 0;
+        for sub in command.get_subcommands() {
+            let Some(help) = sub.get_after_help().map(ToString::to_string) else {
+                continue;
+            };
+            let unrenamed: Vec<&str> = help
+                .lines()
+                .filter(|line| line.trim_start().starts_with("hookguard "))
+                .collect();
+            assert!(unrenamed.is_empty(), "{}: {unrenamed:?}", sub.get_name());
+            seen += help.matches("kubectl hookguard ").count();
+        }
+        assert!(seen >= 10, "examples rewritten: {seen}");
     }
 
     #[test]
