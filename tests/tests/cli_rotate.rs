@@ -142,8 +142,12 @@ async fn rotate_waits_for_every_sidecar_then_the_old_key_expires_and_tail_shows_
         let redis = RedisServer::start()?;
         let operator = InProcess::solo(&ns).await?;
         let app = TestApp::ok().await?;
+        // The grace period must outlast what `rotate` waits for (the operator's rotation, the
+        // stand-in kubelet's sync, both reloads) on a loaded machine, or the "both keys pass
+        // during the grace period" step could find it over; 15 s leaves room, and the step
+        // after it waits for its end by condition.
         let (sidecars, k1) =
-            endpoint_with_sidecars(&ns, "rot", "6s", &app, &redis, &["pod-1", "pod-2"]).await?;
+            endpoint_with_sidecars(&ns, "rot", "15s", &app, &redis, &["pod-1", "pod-2"]).await?;
         let stop = CancellationToken::new();
         let kubelet = kubelet_stand_in(
             &ns,
