@@ -36,6 +36,14 @@ const BATCH: usize = 256;
 /// Bounds one batch write; the writer is off the request path, so it may take longer than a
 /// request's store command, but a stalled store must not hold the batch forever.
 const WRITE_DEADLINE: Duration = Duration::from_secs(2);
+/// After the first entry of a batch, how long the writer gathers more before writing: under
+/// load one pipelined write per this interval instead of one round trip per delivery (the
+/// bench measured the latter at about 12 µs of sidecar CPU per delivery); when idle, the
+/// delay before a record shows in `/deliveries`.
+const LINGER: Duration = Duration::from_millis(10);
+/// How often a stream is trimmed by age (`XTRIM MINID`); reads skip older records meanwhile,
+/// and the count bound is applied on every `XADD`.
+const TRIM_EVERY_MS: i64 = 1000;
 /// Longest event type kept; a sender's longer value is cut.
 const MAX_EVENT_TYPE: usize = 128;
 
@@ -368,8 +376,22 @@ async fn write(mut rx: mpsc::Receiver<Entry>, shared: Arc<Shared>, store: Store)
     let mut batch = Vec::with_capacity(BATCH);
     // The batch's records for Redis, grouped by endpoint ID: (its stream key, the records).
     let mut remote: Vec<(String, Vec<Entry>)> = Vec::new();
+    let mut last_trim_ms = 0_i64;
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    Err(_) => break,
+                }
+            }
+        }
         let now = now_ms();
+        let trim = now.saturating_sub(last_trim_ms) >= TRIM_EVERY_MS;
+        if trim {
+            last_trim_ms = now;
+        }
         for entry in batch.drain(..) {
             if !(shared.redis && entry.verified) {
                 shared.push_local(entry.into_record(&shared.settings.instance), now);
@@ -411,13 +433,15 @@ async fn write(mut rx: mpsc::Receiver<Entry>, shared: Arc<Shared>, store: Store)
                         .arg(json.as_slice())
                         .ignore();
                 }
-                // Exact, unlike the count: once per batch, and what is older than the age
-                // bound must go even when it shares a stream node with newer records.
-                pipe.cmd("XTRIM")
-                    .arg(key.as_str())
-                    .arg("MINID")
-                    .arg(format!("{min_id}-0"))
-                    .ignore();
+                // Exact, unlike the count: what is older than the age bound must go even when
+                // it shares a stream node with newer records. At most once a TRIM_EVERY_MS.
+                if trim {
+                    pipe.cmd("XTRIM")
+                        .arg(key.as_str())
+                        .arg("MINID")
+                        .arg(format!("{min_id}-0"))
+                        .ignore();
+                }
                 // A passive user of the connection: a failure here neither marks the store
                 // down nor reaches any answer; the records are dropped and counted.
                 let written = match redis.connection() {
