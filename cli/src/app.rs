@@ -59,7 +59,7 @@ Exit status: 0 when the pods would get the sidecar, 1 when nothing would be inje
   hookguard rotate payments-github -n shop --no-wait
 
 Exit status: 0 once every sidecar verifies with the new key, 1 on an error (an endpoint with a
-secretRef is rotated by its sender, not here), 124 when --timeout ran out.")]
+secretRef or a publicKey is rotated by its sender, not here), 124 when --timeout ran out.")]
     Rotate(cluster::rotate::Args),
     /// Print an endpoint's current signing secret, to paste into the sender's dashboard.
     #[command(after_help = "Examples:

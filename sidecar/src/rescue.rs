@@ -56,11 +56,14 @@ pub enum Outcome {
     /// Queue mode: the store cannot make the delivery as durable as the endpoint asks (or
     /// did not confirm it in time): 503 with `Retry-After`.
     NotDurable,
+    /// The sender's endpoint check (Zoom's `endpoint.url_validation`), verified and answered
+    /// by the sidecar itself: 200 with the challenge's answer; the app is not involved.
+    Challenge,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order (the index is the discriminant).
-    pub const ALL: [Outcome; 19] = [
+    pub const ALL: [Outcome; 20] = [
         Outcome::Forwarded,
         Outcome::AppRejected,
         Outcome::Duplicate,
@@ -80,6 +83,7 @@ impl Outcome {
         Outcome::Queued,
         Outcome::QueueFull,
         Outcome::NotDurable,
+        Outcome::Challenge,
     ];
 
     /// The metric label and log word.
@@ -104,6 +108,7 @@ impl Outcome {
             Outcome::Queued => "queued",
             Outcome::QueueFull => "queue_full",
             Outcome::NotDurable => "not_durable",
+            Outcome::Challenge => "challenge",
         }
     }
 
@@ -129,6 +134,8 @@ impl Outcome {
             Outcome::BodyError | Outcome::BadRequest => (StatusCode::BAD_REQUEST, "bad request\n"),
             Outcome::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized\n"),
             Outcome::Queued => (StatusCode::OK, "queued\n"),
+            // The real answer is built by [`challenge_answer`].
+            Outcome::Challenge => (StatusCode::OK, "{}"),
             Outcome::StoreUnavailable | Outcome::QueueFull | Outcome::NotDurable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable, retry later\n",
@@ -168,6 +175,18 @@ pub fn answer(outcome: Outcome, retry_after: u64) -> Response<ProxyBody> {
         }
         _ => {}
     }
+    response
+}
+
+/// The sidecar's answer to a sender's endpoint check: `body` (JSON), status 200.
+pub fn challenge_answer(body: Bytes) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Left(Full::new(body)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        HEADER_OUTCOME,
+        HeaderValue::from_static(Outcome::Challenge.label()),
+    );
     response
 }
 

@@ -28,7 +28,7 @@ use crate::forward::Forwarder;
 use crate::metrics::{Metrics, StoreOperation};
 use crate::queue::worker::{Workers, now_ms};
 use crate::queue::{Admission, AdmitError, Admitted, StoredRequest, encode_headers};
-use crate::rescue::{Outcome, ProxyBody, answer};
+use crate::rescue::{Outcome, ProxyBody, answer, challenge_answer};
 use crate::route::{Route, Routes};
 use crate::verify::{Delivery, Rejection};
 
@@ -242,7 +242,11 @@ impl Sidecar {
         };
 
         // Nothing touches the store before the signature and timestamp pass.
-        if let Err(rejection) = endpoint.verifier.verify(&parts.headers, &body, now_unix()) {
+        if let Err(rejection) =
+            endpoint
+                .verifier
+                .verify_request(parts.uri.query(), &parts.headers, &body, now_unix())
+        {
             note.reason = Some(rejection.metric_label());
             return reject(rejection);
         }
@@ -251,30 +255,26 @@ impl Sidecar {
         if self.log.enabled() {
             note.event_type = endpoint.verifier.logged_event_type(&delivery);
         }
+        // The sender's endpoint checks: Zoom's challenge needs the secret, so the sidecar
+        // answers it; Slack's URL verification is the app's to answer, forwarded while the
+        // sender waits and without a claim (a repeat must be answered again).
+        if let Some(answer) = endpoint.verifier.self_answer(&delivery) {
+            return (Outcome::Challenge, None, challenge_answer(answer));
+        }
+        if endpoint.verifier.is_handshake(&delivery) {
+            drop(delivery);
+            let (outcome, response) = self.send(route, parts, body, None, peer, None).await;
+            return (outcome, None, response);
+        }
         let delivery_id = match endpoint.verifier.delivery_id(&delivery) {
             Ok(id) => id.into_owned(),
-            // Slack's URL verification, interactive and slash-command payloads are signed but
-            // no events, so they have no event ID, and the sender shows the app's answer: they
-            // are forwarded while the sender waits, in either mode, without a claim (as Slack's
-            // own SDKs do, the signed timestamp bounds a replay to the tolerance).
-            Err(_) if endpoint.verifier.needs_app_answer(&delivery) => {
-                drop(delivery);
-                let (outcome, response) = self.send(route, parts, body, None, peer, None).await;
-                return (outcome, None, response);
-            }
             Err(rejection) => {
                 note.reason = Some(rejection.metric_label());
                 return reject(rejection);
             }
         };
-        if !endpoint.event_types.is_empty() {
-            let subscribed = endpoint
-                .verifier
-                .event_type(&delivery)
-                .is_some_and(|t| endpoint.event_types.iter().any(|s| *s == t));
-            if !subscribed {
-                return end(Outcome::Filtered, Some(delivery_id));
-            }
+        if !subscribed(endpoint, &delivery) {
+            return end(Outcome::Filtered, Some(delivery_id));
         }
 
         let body_hash: Option<[u8; 32]> =
@@ -437,6 +437,16 @@ impl Sidecar {
 
 /// Seconds a sender should wait before retrying after 409 (the copy in flight may take the
 /// whole upstream time-out) or 503.
+/// Whether the endpoint forwards the delivery's event type (every type, without
+/// `eventTypes`).
+fn subscribed(endpoint: &Endpoint, delivery: &Delivery<'_>) -> bool {
+    endpoint.event_types.is_empty()
+        || endpoint
+            .verifier
+            .event_type(delivery)
+            .is_some_and(|t| endpoint.event_types.iter().any(|s| *s == t))
+}
+
 fn retry_after(endpoint: &Endpoint, outcome: Outcome) -> u64 {
     match outcome {
         Outcome::InFlight => endpoint.upstream_timeout.as_secs().max(1),

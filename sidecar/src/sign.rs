@@ -40,9 +40,36 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
 }
 
+/// A scheme whose deliveries [`headers`] cannot sign, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{scheme:?} deliveries cannot be signed here: {why}")]
+pub struct NotSignable {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// Why, in a few words.
+    pub why: &'static str,
+}
+
+/// Whether [`headers`] can sign deliveries of `scheme`.
+pub fn signable(scheme: Scheme) -> Result<(), NotSignable> {
+    let why = match scheme {
+        Scheme::Twilio | Scheme::Square => "the signature covers the public URL the sender calls",
+        Scheme::Mailgun => "the signature travels inside the body, next to the event",
+        Scheme::SendGrid => "SendGrid signs with its private ECDSA key, which only SendGrid holds",
+        _ => return Ok(()),
+    };
+    Err(NotSignable { scheme, why })
+}
+
 /// The headers (lower-case names) a sender of `scheme` sends with `delivery`, signed with
-/// `key`, the way the sender's own libraries do (`shared/vectors/` holds their output).
-pub fn headers(scheme: Scheme, key: &[u8], delivery: &Delivery<'_>) -> Vec<(&'static str, String)> {
+/// `key`, the way the sender's own libraries do (`shared/vectors/` and `vectors/` hold their
+/// output). `Err` for the schemes [`signable`] refuses.
+pub fn headers(
+    scheme: Scheme,
+    key: &[u8],
+    delivery: &Delivery<'_>,
+) -> Result<Vec<(&'static str, String)>, NotSignable> {
+    signable(scheme)?;
     let Delivery {
         id,
         timestamp,
@@ -51,7 +78,7 @@ pub fn headers(scheme: Scheme, key: &[u8], delivery: &Delivery<'_>) -> Vec<(&'st
     } = *delivery;
     let ts = timestamp.to_string();
     let mac = |parts: &[&[u8]]| hmac_sha256(key, parts);
-    match scheme {
+    Ok(match scheme {
         Scheme::Generic => vec![
             ("x-signature", generic(key, body)),
             ("x-delivery-id", id.to_owned()),
@@ -88,7 +115,27 @@ pub fn headers(scheme: Scheme, key: &[u8], delivery: &Delivery<'_>) -> Vec<(&'st
             ("x-shopify-topic", event_type.to_owned()),
             ("x-shopify-webhook-id", id.to_owned()),
         ],
-    }
+        Scheme::Zoom => {
+            let sig = hex::encode(mac(&[b"v0:", ts.as_bytes(), b":", body]));
+            vec![
+                ("x-zm-request-timestamp", ts),
+                ("x-zm-signature", format!("v0={sig}")),
+            ]
+        }
+        Scheme::Paddle => {
+            let sig = hex::encode(mac(&[ts.as_bytes(), b":", body]));
+            vec![("paddle-signature", format!("ts={ts};h1={sig}"))]
+        }
+        // Linear's freshness is the body's own `webhookTimestamp`: the caller writes it.
+        Scheme::Linear => vec![
+            ("linear-signature", hex::encode(mac(&[body]))),
+            ("linear-delivery", id.to_owned()),
+            ("linear-event", event_type.to_owned()),
+        ],
+        Scheme::Twilio | Scheme::Square | Scheme::Mailgun | Scheme::SendGrid => {
+            unreachable!("refused by signable() above")
+        }
+    })
 }
 
 #[cfg(test)]
@@ -105,8 +152,11 @@ mod tests {
     #[test]
     fn what_a_sender_signs_the_verifier_accepts() {
         let key = b"sign-test-key-material";
-        let body = br#"{"id":"evt_1","event_id":"Ev1"}"#;
+        let body = br#"{"id":"evt_1","event_id":"Ev1","webhookTimestamp":1764000000000}"#;
         for scheme in Scheme::ALL {
+            if signable(scheme).is_err() {
+                continue;
+            }
             let secret = if scheme == Scheme::StandardWebhooks {
                 format!("whsec_{}", STANDARD.encode(key)).into_bytes()
             } else {
@@ -118,6 +168,7 @@ mod tests {
                 key_source: None,
                 keys: vec![SigningKey::new(scheme, "k1", &secret).unwrap()],
                 tolerance: std::time::Duration::from_secs(300),
+                public_url: None,
             });
             let delivery = Delivery {
                 id: "msg_1",
@@ -126,7 +177,7 @@ mod tests {
                 body,
             };
             let mut map = HeaderMap::new();
-            for (name, value) in headers(scheme, key, &delivery) {
+            for (name, value) in headers(scheme, key, &delivery).unwrap() {
                 map.insert(
                     HeaderName::from_static(name),
                     HeaderValue::from_str(&value).unwrap(),

@@ -96,15 +96,37 @@ fn verifier(scheme: Scheme, secret: &[u8]) -> Verifier {
         key_source: None,
         keys: vec![SigningKey::new(scheme, "k1", secret).unwrap()],
         tolerance: Duration::from_secs(300),
+        public_url: None,
     })
 }
 
 #[test]
 fn sign_prints_headers_the_sidecar_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let body = "{\"id\":\"evt_1\",\"note\":\"caf\u{e9} \u{1f389}\"}\n";
+    // `webhookTimestamp` (ms) is Linear's signed clock.
+    let body =
+        "{\"id\":\"evt_1\",\"webhookTimestamp\":1764000000000,\"note\":\"caf\u{e9} \u{1f389}\"}\n";
     let body_file = write(dir.path(), "body.json", body);
     for scheme in Scheme::ALL {
+        if let Err(why) = hookguard_sidecar::sign::signable(scheme) {
+            let secret_file = write(dir.path(), "k1", "a-shared-secret\n");
+            let args = [
+                "sign",
+                "--scheme",
+                scheme.cli_name(),
+                "--secret-file",
+                &secret_file,
+                "--body",
+                "{}",
+            ];
+            let out = hookguard(&args);
+            assert_eq!(out.code, 2, "{scheme:?} cannot be signed: {out:#?}");
+            assert!(
+                out.stderr.contains(why.why),
+                "{scheme:?} says why: {out:#?}"
+            );
+            continue;
+        }
         // As `kubectl create secret` from an `echo`ed file: one trailing newline.
         let secret = if scheme == Scheme::StandardWebhooks {
             format!("{SW_SECRET}\n")

@@ -524,7 +524,7 @@ async fn invalid_specs_are_rejected_by_the_api_server_with_the_cel_message() {
         let cases = [
             (
                 "{scheme: Generic, path: /a, upstream: {port: 80}, secret: {generate: {}, secretRef: {name: s}}}",
-                "set exactly one of secret.generate and secret.secretRef",
+                "set exactly one of secret.generate, secret.secretRef and secret.publicKey",
             ),
             (
                 "{scheme: Generic, path: /a, upstream: {port: 80}, replay: {tolerance: 10m, window: 15m}}",
@@ -556,6 +556,64 @@ async fn invalid_specs_are_rejected_by_the_api_server_with_the_cel_message() {
         }
         api.create(&PostParams::default(), &endpoint("good", &generic_spec("/a", 80, ""))?)
             .await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// A SendGrid Event Webhook verification key (a P-256 public key, base64 DER).
+const SENDGRID_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==";
+
+#[tokio::test]
+async fn a_public_key_lands_in_the_endpoints_own_secret_and_an_issued_secret_is_never_generated() {
+    with_namespace("op-pubkey", |ns| async move {
+        let _operator = InProcess::solo(&ns).await?;
+        let api: Api<WebhookEndpoint> = ns.api();
+        let spec = format!(
+            "{{scheme: SendGrid, path: /events, upstream: {{port: 8080}}, secret: {{publicKey: '{SENDGRID_KEY}'}}}}"
+        );
+        let ready = create_ready(&api, "grid", &spec).await?;
+        let status = ready.status.clone().context("no status")?;
+        assert_eq!(status.secret_name.as_deref(), Some("grid-signing"));
+        let ids: Vec<_> = status.keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, ["public-key"]);
+        assert!(status.keys[0].created_at.is_some() && status.keys[0].expires_at.is_none());
+        let (secret, config_map) = children(&ns, "grid").await?;
+        let keys = secret_keys(&secret);
+        assert_eq!(
+            keys,
+            std::collections::BTreeMap::from([("public-key".to_owned(), SENDGRID_KEY.to_owned())])
+        );
+        let owner = &secret.metadata.owner_references.clone().unwrap()[0];
+        assert_eq!(owner.uid, ready.metadata.uid.clone().unwrap());
+        // The kubelet's files, read by the sidecar's own loader.
+        let root = tempfile::tempdir()?;
+        materialize(root.path(), &config_map, &keys)?;
+        hookguard_sidecar::load_endpoints(&root.path().join("endpoints"))
+            .map_err(|err| anyhow::anyhow!("the sidecar refuses the operator's files: {err}"))?;
+
+        // Twilio issues its secret: the default `secret: {generate: {}}` is refused, naming it.
+        let err = api
+            .create(
+                &PostParams::default(),
+                &endpoint(
+                    "voice",
+                    "{scheme: Twilio, path: /voice, publicUrl: 'https://example.com/voice', upstream: {port: 8080}}",
+                )?,
+            )
+            .await
+            .expect_err("a generated Twilio secret");
+        let kube::Error::Api(status) = err else {
+            panic!("expected an API error, got {err:?}");
+        };
+        assert_eq!(status.code, 422, "{status:?}");
+        assert!(
+            status.message.contains(
+                "Twilio issues the signing secret (the Auth Token): store it in a Secret and set spec.secret.secretRef"
+            ),
+            "{}",
+            status.message
+        );
         Ok(())
     })
     .await;

@@ -1232,6 +1232,16 @@ fn slack_endpoint(app_port: u16) -> EndpointConfig {
 /// Sends `body` to the Slack endpoint as Slack signs it, with `content_type`.
 async fn post_slack(sidecar: &SidecarHarness, content_type: &str, body: &str) -> Answer {
     let timestamp = i64::try_from(unix_now()).unwrap();
+    post_slack_at(sidecar, content_type, body, timestamp).await
+}
+
+/// [`post_slack`], signed at `timestamp`: the same arguments make the same request.
+async fn post_slack_at(
+    sidecar: &SidecarHarness,
+    content_type: &str,
+    body: &str,
+    timestamp: i64,
+) -> Answer {
     let signed = hookguard_sidecar::sign::headers(
         Scheme::Slack,
         SECRET.as_bytes(),
@@ -1241,7 +1251,8 @@ async fn post_slack(sidecar: &SidecarHarness, content_type: &str, body: &str) ->
             event_type: "",
             body: body.as_bytes(),
         },
-    );
+    )
+    .unwrap();
     let mut headers: Vec<(&str, &str)> = signed.iter().map(|(n, v)| (*n, v.as_str())).collect();
     headers.push(("content-type", content_type));
     sidecar.post("/slack", &headers, body).await.unwrap()
@@ -1288,8 +1299,9 @@ async fn slack_url_verification_stays_synchronous_in_queue_mode() {
 }
 
 /// README: Slack's "interactive and slash-command payloads (form-encoded) stay synchronous in
-/// either mode". A form body has no delivery ID (Slack's default is the JSON pointer
-/// `/event_id`); the sidecar once refused it with 400 `missing_delivery_id` for that.
+/// either mode". A form body has no `event_id`; the sidecar once refused it with 400
+/// `missing_delivery_id` for that. Its delivery ID is now the signed timestamp and the body's
+/// digest, so the same request replayed within the tolerance is a duplicate.
 #[tokio::test]
 async fn slack_slash_commands_stay_synchronous_in_queue_mode() {
     let redis = durable_redis();
@@ -1300,12 +1312,10 @@ async fn slack_slash_commands_stay_synchronous_in_queue_mode() {
     .await;
     let endpoint = slack_endpoint(app.port());
     let sidecar = sidecar(&redis, vec![endpoint.clone()]).await;
-    let command = post_slack(
-        &sidecar,
-        "application/x-www-form-urlencoded",
-        "command=%2Fdeploy&text=now&user_id=U2147483697&trigger_id=13345224609.738474920.8088930838d88f008e0",
-    )
-    .await;
+    let body = "command=%2Fdeploy&text=now&user_id=U2147483697&trigger_id=13345224609.738474920.8088930838d88f008e0";
+    let timestamp = i64::try_from(unix_now()).unwrap();
+    let form = "application/x-www-form-urlencoded";
+    let command = post_slack_at(&sidecar, form, body, timestamp).await;
     let missing_id = sidecar
         .metric("hookguard_rejections_total{endpoint=\"slack\",reason=\"missing_delivery_id\"}")
         .await
@@ -1321,6 +1331,13 @@ async fn slack_slash_commands_stay_synchronous_in_queue_mode() {
          {missing_id})"
     );
     assert_eq!(app.total_arrivals(), 1);
+    let replay = post_slack_at(&sidecar, form, body, timestamp).await;
+    assert_eq!(
+        (replay.status, replay.outcome.as_deref()),
+        (200, Some("duplicate")),
+        "the same signed request again: {replay:?}"
+    );
+    assert_eq!(app.total_arrivals(), 1, "the app saw the command once");
 }
 
 /// Each reload moves the endpoint to the other of two apps; the next queued delivery must

@@ -144,7 +144,223 @@ const CASES: &[(&str, bool)] = &[
         "delivery: {retrySchedule: ['0000000000000000000000000000000000000000000000000000000000000005s']}",
         false,
     ),
+    // publicUrl: required exactly for the schemes that sign it, and a plain http(s) URL.
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: https://example.com/webhooks/twilio",
+        true,
+    ),
+    (
+        "scheme: Square, secret: {secretRef: {name: t}}, publicUrl: 'http://hooks.example.com:8080/sq'",
+        true,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: https://example.com",
+        true,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https://example.com:65535/a%20b;x=1'",
+        true,
+    ),
+    ("scheme: Twilio, secret: {secretRef: {name: t}}", false),
+    ("scheme: Square, secret: {secretRef: {name: t}}", false),
+    ("publicUrl: https://example.com/a", false),
+    ("scheme: Stripe, publicUrl: https://example.com/a", false),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https://example.com/a?x=1'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https://example.com/a#f'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: ftp://example.com/a",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'HTTPS://example.com/a'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: example.com/a",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https://user@example.com/a'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https://example.com:65536/a'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https://example.com:/a'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https:///a'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https://exa_mple.com/a'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https://example.com/a b'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: 'https://example.com/a%2'",
+        false,
+    ),
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: ''",
+        false,
+    ),
+    // Senders that issue the secret: never generated.
+    ("scheme: Twilio, publicUrl: https://example.com/t", false),
+    ("scheme: Zoom", false),
+    ("scheme: Zoom, secret: {generate: {}}", false),
+    ("scheme: Paddle", false),
+    ("scheme: Linear", false),
+    ("scheme: Mailgun", false),
+    ("scheme: SendGrid", false),
+    ("scheme: Zoom, secret: {secretRef: {name: z}}", true),
+    ("scheme: Paddle, secret: {secretRef: {name: p}}", true),
+    ("scheme: Linear, secret: {secretRef: {name: l}}", true),
+    ("scheme: Mailgun, secret: {secretRef: {name: m}}", true),
+    ("scheme: SendGrid, secret: {secretRef: {name: g}}", true),
+    // publicKey: exactly one source, only where a public key checks deliveries, well formed.
+    (
+        "scheme: SendGrid, secret: {publicKey: 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw=='}",
+        true,
+    ),
+    (
+        "scheme: SendGrid, secret: {publicKey: \"  MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==\\n\"}",
+        true,
+    ),
+    (
+        "scheme: SendGrid, secret: {publicKey: \"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRVi\\nGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==\\n-----END PUBLIC KEY-----\\n\"}",
+        true,
+    ),
+    (
+        "scheme: SendGrid, secret: {publicKey: \"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRVi\\nGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==\\n\"}",
+        false,
+    ),
+    (
+        "scheme: SendGrid, secret: {publicKey: 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRVi'}",
+        false,
+    ),
+    (
+        "scheme: SendGrid, secret: {publicKey: 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nx=='}",
+        false,
+    ),
+    (
+        "scheme: SendGrid, secret: {publicKey: 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQgDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw=='}",
+        false,
+    ),
+    (
+        "scheme: SendGrid, secret: {publicKey: 'whpk_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA='}",
+        false,
+    ),
+    (
+        "scheme: SendGrid, secret: {publicKey: 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==', secretRef: {name: g}}",
+        false,
+    ),
+    (
+        "scheme: SendGrid, secret: {publicKey: 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==', generate: {}}",
+        false,
+    ),
+    (
+        "scheme: StandardWebhooks, secret: {publicKey: 'whpk_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA='}",
+        true,
+    ),
+    (
+        "scheme: StandardWebhooks, secret: {publicKey: 'whsec_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA='}",
+        false,
+    ),
+    (
+        "scheme: StandardWebhooks, secret: {publicKey: 'whpk_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYP='}",
+        false,
+    ),
+    (
+        "scheme: StandardWebhooks, secret: {publicKey: 'Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA='}",
+        false,
+    ),
+    (
+        "secret: {publicKey: 'whpk_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA='}",
+        false,
+    ),
+    (
+        "scheme: Zoom, secret: {publicKey: 'whpk_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA='}",
+        false,
+    ),
+    ("scheme: SendGrid, secret: {publicKey: ''}", false),
+    // eventTypes: not where deliveries carry no single event type.
+    (
+        "scheme: Twilio, secret: {secretRef: {name: t}}, publicUrl: https://example.com/t, eventTypes: [a]",
+        false,
+    ),
+    (
+        "scheme: SendGrid, secret: {secretRef: {name: g}}, eventTypes: [delivered]",
+        false,
+    ),
+    (
+        "scheme: Zoom, secret: {secretRef: {name: z}}, eventTypes: [meeting.started]",
+        true,
+    ),
+    // An unset tolerance is the scheme's default, and the window holds twice it.
+    ("replay: {}", true),
+    ("replay: {tolerance: 5m}", true),
+    ("replay: {window: 10m}", true),
+    ("replay: {window: 9m}", false),
+    (
+        "scheme: Paddle, secret: {secretRef: {name: p}}, replay: {window: 10s}",
+        true,
+    ),
+    (
+        "scheme: Paddle, secret: {secretRef: {name: p}}, replay: {window: 9s}",
+        false,
+    ),
+    (
+        "scheme: Paddle, secret: {secretRef: {name: p}}, replay: {tolerance: 1m, window: 2m}",
+        true,
+    ),
+    (
+        "scheme: Linear, secret: {secretRef: {name: l}}, replay: {window: 2m}",
+        true,
+    ),
+    (
+        "scheme: Linear, secret: {secretRef: {name: l}}, replay: {window: 119s}",
+        false,
+    ),
+    ("scheme: Stripe, replay: {window: 9m59s}", false),
 ];
+
+/// [`CASES`] and the cases too long to write out.
+fn cases() -> Vec<(String, bool)> {
+    let mut cases: Vec<(String, bool)> = CASES
+        .iter()
+        .map(|(fields, valid)| ((*fields).to_owned(), *valid))
+        .collect();
+    let url = |length: usize| {
+        let prefix = "https://example.com/";
+        format!(
+            "scheme: Twilio, secret: {{secretRef: {{name: t}}}}, publicUrl: '{prefix}{}'",
+            "a".repeat(length - prefix.len())
+        )
+    };
+    cases.push((url(2048), true));
+    cases.push((url(2049), false));
+    cases.push((
+        format!(
+            "scheme: SendGrid, secret: {{publicKey: '{}'}}",
+            "A".repeat(1025)
+        ),
+        false,
+    ));
+    cases
+}
 
 /// BASE with `fields` merged in (a later key replaces an earlier one in a YAML flow map
 /// only through this merge: `serde_yaml` refuses duplicates).
@@ -165,6 +381,7 @@ fn case_endpoint(n: usize, fields: &str) -> WebhookEndpoint {
 fn rust_field(error: &ValidateError) -> String {
     match error {
         ValidateError::Field(invalid) => format!("spec.{}", invalid.field),
+        ValidateError::Secret(invalid) => format!("spec.{}", invalid.field),
         ValidateError::SecretSource => "spec.secret".to_owned(),
         ValidateError::IdempotencyKey => "spec.idempotencyKey".to_owned(),
         ValidateError::MissingMetadata(what) => format!("metadata.{what}"),
@@ -173,7 +390,7 @@ fn rust_field(error: &ValidateError) -> String {
 
 #[test]
 fn the_table_is_what_the_rust_rules_say() {
-    for (n, (fields, valid)) in CASES.iter().enumerate() {
+    for (n, (fields, valid)) in cases().iter().enumerate() {
         let mut endpoint = case_endpoint(n, fields);
         endpoint.metadata.namespace = Some("ns".into());
         endpoint.metadata.uid = Some("uid".into());
@@ -192,7 +409,7 @@ async fn the_api_server_and_the_operator_agree_on_every_case() {
             ..PostParams::default()
         };
         let mut disagreements = Vec::new();
-        for (n, (fields, valid)) in CASES.iter().enumerate() {
+        for (n, (fields, valid)) in cases().iter().enumerate() {
             let endpoint = case_endpoint(n, fields);
             let stored = api.create(&dry_run, &endpoint).await;
             match (stored, valid) {
@@ -269,7 +486,21 @@ fn field_values() -> impl Strategy<Value = String> {
         ", idempotencyKey: {jsonPointer: /id}",
         ", idempotencyKey: {jsonPointer: id}",
     ]);
-    let scheme = prop::sample::select(vec!["Generic", "Stripe", "GitHub", "Slack"]);
+    let scheme = prop::sample::select(vec![
+        "Generic",
+        "Stripe",
+        "GitHub",
+        "Slack",
+        "Twilio, secret: {secretRef: {name: s}}",
+        "Paddle, secret: {secretRef: {name: s}}",
+        "Linear, secret: {secretRef: {name: s}}",
+        "SendGrid, secret: {publicKey: 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw=='}",
+    ]);
+    let url = prop::sample::select(vec![
+        "",
+        ", publicUrl: 'https://example.com/in'",
+        ", publicUrl: 'https://example.com/in?x=1'",
+    ]);
     let generic = prop::sample::select(vec![
         "",
         ", generic: {eventTypeHeader: X-Event}",
@@ -283,6 +514,8 @@ fn field_values() -> impl Strategy<Value = String> {
         ", replay: {tolerance: 5m, window: 10m}",
         ", replay: {tolerance: 5m, window: 9m}",
         ", replay: {tolerance: 0s, window: 1h}",
+        ", replay: {window: 9s}",
+        ", replay: {window: 10m}",
     ]);
     let delivery = prop::sample::select(vec![
         "",
@@ -298,27 +531,33 @@ fn field_values() -> impl Strategy<Value = String> {
     ]);
     (
         (path, upstream_path, port, timeout, key),
-        (scheme, generic, events, body, replay, delivery),
+        (scheme, url, generic, events, body, replay, delivery),
     )
         .prop_map(
             |(
                 (path, upstream_path, port, timeout, key),
-                (scheme, generic, events, body, replay, delivery),
+                (scheme, url, generic, events, body, replay, delivery),
             )| {
                 format!(
-                    "{{scheme: {scheme}, path: '{path}', upstream: {{port: {port}, timeout: {timeout}{upstream_path}}}{key}{generic}{events}, maxBodySize: '{body}'{replay}{delivery}}}"
+                    "{{scheme: {scheme}{url}, path: '{path}', upstream: {{port: {port}, timeout: {timeout}{upstream_path}}}{key}{generic}{events}, maxBodySize: '{body}'{replay}{delivery}}}"
                 )
             },
         )
 }
 
-/// Writes `config` (a rendered endpoint file) and one key, and loads it as the sidecar does.
+/// Writes `config` (a rendered endpoint file) and one key of its scheme, and loads it as the
+/// sidecar does.
 fn sidecar_loads(config: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets");
     std::fs::create_dir(&secrets).unwrap();
-    std::fs::write(secrets.join("k1"), "whsec_c2VjcmV0LWZvci10aGUtdGVzdHM=").unwrap();
     let mut value: serde_json::Value = serde_json::from_str(config).unwrap();
+    let key = if value["scheme"] == "SendGrid" {
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw=="
+    } else {
+        "whsec_c2VjcmV0LWZvci10aGUtdGVzdHM="
+    };
+    std::fs::write(secrets.join("k1"), key).unwrap();
     value["secretDir"] = secrets.display().to_string().into();
     let file = dir.path().join("endpoint.json");
     std::fs::write(&file, serde_json::to_vec(&value).unwrap()).unwrap();

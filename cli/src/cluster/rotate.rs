@@ -240,6 +240,15 @@ async fn rotatable(
         );
         return Ok(false);
     }
+    if endpoint.spec.secret.public_key.is_some() {
+        anstream::eprintln!(
+            "{} {name} verifies with the sender's public key (spec.secret.publicKey); there is no secret \
+             for the operator to rotate. When the sender changes its key, put the new one in \
+             spec.secret.publicKey: the sidecars reload it by themselves.",
+            style::paint(BAD, style::FAIL),
+        );
+        return Ok(false);
+    }
     Ok(true)
 }
 

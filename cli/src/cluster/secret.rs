@@ -97,6 +97,15 @@ fn show(
         stdout.write_all(b"\n").context("writing to stdout")?;
     }
     stdout.flush().context("writing to stdout")?;
+    if ring.source == KeySource::PublicKey {
+        anstream::eprintln!(
+            "this is the sender's public key of {namespace}/{name} (spec.secret.publicKey; key {}, {}, Secret {}): it verifies deliveries and cannot sign them.",
+            key.id,
+            key.fingerprint,
+            ring.secret_name,
+        );
+        return Ok(());
+    }
     let form = match scheme {
         Scheme::StandardWebhooks => {
             " The sender expects it in the whsec_ form it is stored in (whsec_ + base64): paste it as is."

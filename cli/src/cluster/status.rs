@@ -565,6 +565,7 @@ fn print_keys(report: &Report, now: Timestamp, bin: &str) {
     let source = match ring.source {
         status_keys::KeySource::Generated => "generated",
         status_keys::KeySource::SecretRef => "spec.secretRef",
+        status_keys::KeySource::PublicKey => "spec.secret.publicKey",
     };
     heading(&format!("Keys (Secret {}, {source})", ring.secret_name));
     anstream::println!("  {:<10} {:<8} {:<26} FINGERPRINT", "ID", "AGE", "EXPIRES");

@@ -1,5 +1,6 @@
-//! An endpoint's signing keys as its Secret holds them: the generated Secret
-//! (`<name>-signing`, times in `hookguard.dev/keys`) or the `spec.secretRef` Secret. Read by
+//! An endpoint's signing keys as its Secret holds them: the operator's Secret
+//! (`<name>-signing`, times in `hookguard.dev/keys`: generated keys, or the
+//! `spec.secret.publicKey` copied there) or the `spec.secretRef` Secret. Read by
 //! `status` (IDs, times, fingerprints) and `secret` (the value, on request only).
 //!
 //! A key's value lives in [`SigningKey::value`], which is never serialized or printed by
@@ -23,6 +24,8 @@ pub enum KeySource {
     Generated,
     /// A Secret the sender issued (`spec.secretRef`).
     SecretRef,
+    /// The sender's public key (`spec.secret.publicKey`), copied by the operator.
+    PublicKey,
 }
 
 /// One key, without its value unless asked for.
@@ -59,7 +62,7 @@ impl std::fmt::Debug for SigningKey {
 pub struct KeyRing {
     /// The Secret holding them.
     pub secret_name: String,
-    /// Generated or `secretRef`.
+    /// Generated, `secretRef` or `publicKey`.
     pub source: KeySource,
     /// The keys, newest first.
     pub keys: Vec<SigningKey>,
@@ -119,10 +122,15 @@ pub async fn read_keys(client: &Client, endpoint: &WebhookEndpoint) -> anyhow::R
         .get(&secret_name)
         .await
         .with_context(|| format!("reading the signing Secret {secret_name}"))?;
+    let source = if endpoint.spec.secret.public_key.is_some() {
+        KeySource::PublicKey
+    } else {
+        KeySource::Generated
+    };
     Ok(KeyRing {
         keys: generated_keys(&secret)?,
         secret_name,
-        source: KeySource::Generated,
+        source,
     })
 }
 

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use hookguard_api::Scheme;
 use hookguard_api::admin::key_fingerprint;
 use hookguard_sidecar::verify::{
-    GenericHeaders, KeyError, Rejection, SigningKey, Verifier, VerifierSettings,
+    GenericHeaders, KeyError, PublicUrl, Rejection, SigningKey, Verifier, VerifierSettings,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
@@ -154,6 +154,8 @@ pub struct Case<'a> {
     pub now: i64,
     /// The replay tolerance.
     pub tolerance: Duration,
+    /// The full URL the sender called, query included: Twilio and Square sign it.
+    pub url: Option<&'a str>,
 }
 
 /// No timestamp check: for trials of the signature alone.
@@ -165,29 +167,65 @@ struct Trial<'s> {
     key: SigningKey,
 }
 
-fn verifier(scheme: Scheme, keys: Vec<SigningKey>, tolerance: Duration) -> Verifier {
+/// A verifier of `scheme`; `url` (the URL the sender called) becomes its public URL.
+fn verifier(
+    scheme: Scheme,
+    url: Option<&str>,
+    keys: Vec<SigningKey>,
+    tolerance: Duration,
+) -> Verifier {
     Verifier::new(VerifierSettings {
         scheme,
         generic: GenericHeaders::default(),
         key_source: None,
         keys,
         tolerance,
+        public_url: url.map(|url| PublicUrl {
+            url: split_url(url).0.to_owned(),
+            other_form: None,
+        }),
     })
+}
+
+/// `url` split at its query: the public URL, and the query the request carried.
+fn split_url(url: &str) -> (&str, Option<&str>) {
+    match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    }
+}
+
+/// Checks the request with `verifier`, with the query of `url`.
+fn check(
+    verifier: &Verifier,
+    url: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<(), Rejection> {
+    let query = url.and_then(|url| split_url(url).1);
+    verifier.verify_request(query, headers, body, now)
 }
 
 /// The first trial key that verifies `headers` and `body` (timestamp not checked).
 fn first_match<'s>(
     scheme: Scheme,
+    url: Option<&str>,
     trials: &'s [Trial<'s>],
     headers: &HeaderMap,
     body: &[u8],
     now: i64,
 ) -> Option<&'s Secret> {
     trials.iter().find_map(|trial| {
-        verifier(scheme, vec![trial.key.clone()], ANY_TIME)
-            .verify(headers, body, now)
-            .is_ok()
-            .then_some(trial.secret)
+        check(
+            &verifier(scheme, url, vec![trial.key.clone()], ANY_TIME),
+            url,
+            headers,
+            body,
+            now,
+        )
+        .is_ok()
+        .then_some(trial.secret)
     })
 }
 
@@ -205,13 +243,17 @@ pub fn diagnose(case: &Case<'_>) -> Report {
         }
     }
     let keys: Vec<SigningKey> = trials.iter().map(|t| t.key.clone()).collect();
-    let strict = verifier(case.scheme, keys, case.tolerance);
-    let rejection = match strict.verify(case.headers, case.body, case.now) {
+    let strict = verifier(case.scheme, case.url, keys, case.tolerance);
+    let rejection = match check(&strict, case.url, case.headers, case.body, case.now) {
         Ok(()) => {
             let matched = trials.iter().position(|trial| {
-                verifier(case.scheme, vec![trial.key.clone()], case.tolerance)
-                    .verify(case.headers, case.body, case.now)
-                    .is_ok()
+                let single = verifier(
+                    case.scheme,
+                    case.url,
+                    vec![trial.key.clone()],
+                    case.tolerance,
+                );
+                check(&single, case.url, case.headers, case.body, case.now).is_ok()
             });
             let matched_key = matched.map(|i| trials[i].secret.id.clone());
             if let (Some(i), true) = (matched, case.secrets.len() > 1) {
@@ -308,7 +350,14 @@ fn diagnose_refusal(
     }
     // (c) The timestamp: the signature alone may be valid.
     if *rejection == Rejection::TimestampOutsideTolerance {
-        let signature_valid = first_match(case.scheme, trials, case.headers, case.body, case.now);
+        let signature_valid = first_match(
+            case.scheme,
+            case.url,
+            trials,
+            case.headers,
+            case.body,
+            case.now,
+        );
         findings.push(stale(case, signature_valid));
         if signature_valid.is_some() {
             return;
@@ -349,10 +398,19 @@ fn signature_headers(scheme: Scheme) -> &'static [&'static str] {
         Scheme::GitHub => &["x-hub-signature-256", "x-hub-signature"],
         Scheme::Slack => &["x-slack-signature"],
         Scheme::Shopify => &["x-shopify-hmac-sha256", "shopify-hmac-sha256"],
+        Scheme::Twilio => &["x-twilio-signature"],
+        Scheme::Zoom => &["x-zm-signature"],
+        Scheme::Paddle => &["paddle-signature"],
+        Scheme::Linear => &["linear-signature"],
+        Scheme::Square => &["x-square-hmacsha256-signature", "x-square-signature"],
+        // The signature block is in the body.
+        Scheme::Mailgun => &[],
+        Scheme::SendGrid => &["x-twilio-email-event-webhook-signature"],
     }
 }
 
-/// The headers a sender of `scheme` sends, as `hookguard_sidecar::sign` writes them.
+/// The headers a sender of `scheme` sends, as `hookguard_sidecar::sign` writes them (for the
+/// schemes it cannot sign, the signature headers).
 fn expected_headers(scheme: Scheme) -> Vec<&'static str> {
     let delivery = hookguard_sidecar::sign::Delivery {
         id: "x",
@@ -360,10 +418,10 @@ fn expected_headers(scheme: Scheme) -> Vec<&'static str> {
         event_type: "x",
         body: b"",
     };
-    hookguard_sidecar::sign::headers(scheme, b"k", &delivery)
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect()
+    match hookguard_sidecar::sign::headers(scheme, b"k", &delivery) {
+        Ok(signed) => signed.into_iter().map(|(name, _)| name).collect(),
+        Err(_) => signature_headers(scheme).to_vec(),
+    }
 }
 
 fn present<'n>(headers: &HeaderMap, names: &[&'n str]) -> Vec<&'n str> {
@@ -422,7 +480,7 @@ fn other_scheme(case: &Case<'_>) -> Option<Finding> {
             Some(Trial { secret, key })
         })
         .collect();
-    let verdict = match first_match(other, &trials, case.headers, case.body, case.now) {
+    let verdict = match first_match(other, case.url, &trials, case.headers, case.body, case.now) {
         Some(secret) => format!(
             "; the signature verifies as {} with key {}",
             other.as_str(),
@@ -494,6 +552,25 @@ fn expected_format(scheme: Scheme) -> &'static str {
             "`x-slack-signature: v0=<lower-case hex>` and `x-slack-request-timestamp: <unix seconds>`"
         }
         Scheme::Shopify => "`x-shopify-hmac-sha256: <base64>` and `x-shopify-topic`",
+        Scheme::Twilio => {
+            "`x-twilio-signature: <base64>` and `i-twilio-idempotency-token`; the URL Twilio called (--url)"
+        }
+        Scheme::Zoom => {
+            "`x-zm-signature: v0=<lower-case hex>` and `x-zm-request-timestamp: <unix seconds>`"
+        }
+        Scheme::Paddle => "`paddle-signature: ts=<unix seconds>;h1=<lower-case hex>`",
+        Scheme::Linear => {
+            "`linear-signature: <lower-case hex>` and `linear-delivery`; the body's webhookTimestamp (ms)"
+        }
+        Scheme::Square => {
+            "`x-square-hmacsha256-signature: <base64>`; the notification URL as configured (--url)"
+        }
+        Scheme::Mailgun => {
+            "a body with `signature: {timestamp, token, signature}` (JSON) or those form fields"
+        }
+        Scheme::SendGrid => {
+            "`x-twilio-email-event-webhook-signature: <base64 DER>` and `x-twilio-email-event-webhook-timestamp`"
+        }
     }
 }
 
@@ -552,7 +629,7 @@ fn reencodings(scheme: Scheme, headers: &HeaderMap) -> Vec<(HeaderMap, String)> 
                 add(fixed, what.into());
             }
         }
-        Scheme::GitHub | Scheme::Slack => {
+        Scheme::GitHub | Scheme::Slack | Scheme::Zoom => {
             let prefix = if scheme == Scheme::GitHub {
                 "sha256="
             } else {
@@ -588,11 +665,19 @@ fn reencodings(scheme: Scheme, headers: &HeaderMap) -> Vec<(HeaderMap, String)> 
                 add(trimmed.join(","), "spaces after the commas".into());
             }
         }
-        Scheme::Shopify => {
+        Scheme::Shopify | Scheme::Twilio | Scheme::Square => {
             for (fixed, what) in from_base64_mixups(&value) {
                 add(fixed, what.into());
             }
         }
+        Scheme::Linear => {
+            for (fixed, what) in from_hex_mixups(&value) {
+                add(fixed, what.into());
+            }
+        }
+        // Paddle's `h1=` elements, Mailgun's signature in the body and SendGrid's ECDSA have
+        // no mix-up worth trying.
+        Scheme::Paddle | Scheme::Mailgun | Scheme::SendGrid => {}
         Scheme::StandardWebhooks => {
             let entries: Vec<&str> = value.split(' ').filter(|e| !e.is_empty()).collect();
             for (i, entry) in entries.iter().enumerate() {
@@ -627,7 +712,7 @@ fn signature_encoding(case: &Case<'_>, trials: &[Trial<'_>]) -> Option<Finding> 
     reencodings(case.scheme, case.headers)
         .into_iter()
         .find_map(|(headers, what)| {
-            let secret = first_match(case.scheme, trials, &headers, case.body, case.now)?;
+            let secret = first_match(case.scheme, case.url, trials, &headers, case.body, case.now)?;
             Some(finding(
                 code::SIGNATURE_ENCODING,
                 Level::Error,
@@ -652,7 +737,19 @@ fn signed_timestamp(scheme: Scheme, headers: &HeaderMap) -> Option<i64> {
         Scheme::Stripe => get("stripe-signature")?
             .split(',')
             .find_map(|element| element.trim().strip_prefix("t="))?,
-        Scheme::Generic | Scheme::GitHub | Scheme::Shopify => return None,
+        Scheme::Zoom => get("x-zm-request-timestamp")?,
+        Scheme::SendGrid => get("x-twilio-email-event-webhook-timestamp")?,
+        Scheme::Paddle => get("paddle-signature")?
+            .split(';')
+            .find_map(|element| element.trim().strip_prefix("ts="))?,
+        // Linear's and Mailgun's timestamps are in the body; the others sign none.
+        Scheme::Generic
+        | Scheme::GitHub
+        | Scheme::Shopify
+        | Scheme::Twilio
+        | Scheme::Square
+        | Scheme::Linear
+        | Scheme::Mailgun => return None,
     };
     text.trim().parse().ok()
 }
@@ -824,7 +921,16 @@ fn secret_form(case: &Case<'_>, findings: &mut Vec<Finding>) -> Option<Finding> 
                 continue;
             };
             let trial = [Trial { secret, key }];
-            if first_match(case.scheme, &trial, case.headers, case.body, case.now).is_some() {
+            if first_match(
+                case.scheme,
+                case.url,
+                &trial,
+                case.headers,
+                case.body,
+                case.now,
+            )
+            .is_some()
+            {
                 return Some(finding(code, Level::Error, text, fix));
             }
         }
@@ -960,9 +1066,14 @@ fn body_transform(case: &Case<'_>, trials: &[Trial<'_>]) -> Option<Finding> {
     ];
     for (code, variants, fix) in families {
         for variant in variants {
-            if let Some(secret) =
-                first_match(case.scheme, trials, case.headers, &variant.body, case.now)
-            {
+            if let Some(secret) = first_match(
+                case.scheme,
+                case.url,
+                trials,
+                case.headers,
+                &variant.body,
+                case.now,
+            ) {
                 let text = if code == code::BODY_RESERIALIZED {
                     format!(
                         "the signature matches this body re-serialized as {} (key {}): something parsed the JSON and wrote it again before it was captured",

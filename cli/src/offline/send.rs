@@ -188,7 +188,8 @@ fn prepare(args: &Args) -> Result<Prepared, InputError> {
             event_type,
             body: &body,
         },
-    );
+    )
+    .map_err(InputError::NotSignable)?;
     let mut map = HeaderMap::new();
     if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
         map.insert(

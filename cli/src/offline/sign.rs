@@ -73,7 +73,8 @@ pub fn default_event_type(scheme: Scheme) -> &'static str {
 #[group(skip)]
 #[command(group = clap::ArgGroup::new("secret").required(true))]
 pub struct Signer {
-    /// The sender's scheme: generic, standard-webhooks, stripe, github, slack, shopify.
+    /// The sender's scheme: generic, standard-webhooks, stripe, github, slack, shopify, zoom,
+    /// paddle, linear (Twilio, Square, Mailgun and SendGrid deliveries cannot be signed here).
     #[arg(long, value_parser = parse_scheme, value_name = "SCHEME")]
     pub scheme: Scheme,
     /// A file holding the signing secret, exactly as the endpoint's key file holds it.
@@ -87,6 +88,8 @@ pub struct Signer {
 impl Signer {
     /// The HMAC key bytes a sender of the scheme signs with, from the one secret.
     pub fn key(&self) -> Result<Vec<u8>, InputError> {
+        // Before the key: SendGrid's is a public key, which signs nothing.
+        hookguard_sidecar::sign::signable(self.scheme).map_err(InputError::NotSignable)?;
         let files: Vec<PathBuf> = self.secret_file.iter().cloned().collect();
         let envs: Vec<String> = self.secret_env.iter().cloned().collect();
         let secret: Secret = load_secrets(&files, &envs)?
@@ -148,7 +151,7 @@ fn sign(args: &Args, ctx: &Context) -> Result<Exit, Problem> {
         event_type,
         body: &body,
     };
-    let signed = headers(scheme, &key, &delivery);
+    let signed = headers(scheme, &key, &delivery).map_err(InputError::NotSignable)?;
 
     let curl = match &args.curl {
         Some(url) => Some(curl_command(url, &signed, args, &body)?),

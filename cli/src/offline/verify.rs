@@ -39,7 +39,8 @@ never printed, only key fingerprints.";
 #[command(after_help = AFTER_HELP, next_help_heading = "Verify options")]
 #[command(group = clap::ArgGroup::new("secret").required(true).multiple(true))]
 pub struct Args {
-    /// The endpoint's scheme: generic, standard-webhooks, stripe, github, slack, shopify.
+    /// The endpoint's scheme: generic, standard-webhooks, stripe, github, slack, shopify,
+    /// twilio, zoom, paddle, linear, square, mailgun, sendgrid.
     #[arg(long, value_parser = parse_scheme, value_name = "SCHEME")]
     pub scheme: Scheme,
     /// A file holding a signing secret, exactly as the endpoint's key file holds it. Repeat
@@ -63,6 +64,10 @@ pub struct Args {
     /// The clock to check the timestamp against, unix seconds. Default: now.
     #[arg(long, value_name = "UNIX")]
     pub now: Option<i64>,
+    /// The full URL the sender called, query included: Twilio and Square sign it (the
+    /// endpoint's publicUrl plus the request's query).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 }
 
 /// Runs `verify`.
@@ -100,6 +105,7 @@ fn check(args: &Args) -> Result<Report, InputError> {
         body: &body,
         now: args.now.unwrap_or_else(input::now_unix),
         tolerance: args.tolerance,
+        url: args.url.as_deref(),
     }))
 }
 

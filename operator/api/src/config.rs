@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 /// File name of an endpoint's configuration inside its ConfigMap volume.
 pub const CONFIG_FILE_NAME: &str = "endpoint.json";
-/// Default replay tolerance: how far a signed timestamp may be from the sidecar's clock.
+/// Default replay tolerance: how far a signed timestamp may be from the sidecar's clock
+/// (per scheme: [`Scheme::default_tolerance`]).
 pub const DEFAULT_TOLERANCE: &str = "5m";
 /// Default dedup window: how long a processed delivery ID is remembered.
 pub const DEFAULT_WINDOW: &str = "24h";
@@ -36,6 +37,10 @@ pub struct EndpointConfig {
     /// Header names for the `Generic` scheme; refused for other schemes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generic: Option<GenericOptions>,
+    /// The URL the sender calls, as configured at the sender (`https://host/path`, no
+    /// query): Twilio and Square sign it. Required for those schemes, refused for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// Where verified deliveries go.
     pub upstream: Upstream,
     /// Directory holding the signing keys, one file each (the mounted Secret).
@@ -67,7 +72,8 @@ pub struct EndpointConfig {
 pub enum Scheme {
     /// Lower-case hex HMAC-SHA256 of the raw body in one header (default `X-Signature`).
     Generic,
-    /// Standard Webhooks / Svix: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    /// Standard Webhooks / Svix: `webhook-id`, `webhook-timestamp`, `webhook-signature`;
+    /// `v1` (HMAC, `whsec_` secrets) and `v1a` (ed25519, `whpk_` public keys).
     StandardWebhooks,
     /// Stripe: `Stripe-Signature: t=…,v1=…`.
     Stripe,
@@ -77,17 +83,41 @@ pub enum Scheme {
     Slack,
     /// Shopify: `X-Shopify-Hmac-Sha256`, base64 HMAC of the body.
     Shopify,
+    /// Twilio: `X-Twilio-Signature`, base64 HMAC-SHA1 (or SHA-256) of the public URL and the
+    /// sorted form parameters.
+    Twilio,
+    /// Zoom: `x-zm-signature: v0=…` over `v0:{timestamp}:{body}`; the sidecar answers the
+    /// `endpoint.url_validation` challenge itself.
+    Zoom,
+    /// Paddle Billing: `Paddle-Signature: ts=…;h1=…` over `{ts}:{body}`.
+    Paddle,
+    /// Linear: `Linear-Signature`, hex HMAC of the body; the body's `webhookTimestamp` (ms).
+    Linear,
+    /// Square: `x-square-hmacsha256-signature`, base64 HMAC of the notification URL + body.
+    Square,
+    /// Mailgun: the body's `signature` block, HMAC of timestamp + token (the body itself is
+    /// not signed).
+    Mailgun,
+    /// SendGrid Event Webhook: ECDSA P-256 over timestamp + body, checked with a public key.
+    SendGrid,
 }
 
 impl Scheme {
     /// Every scheme, in documentation order.
-    pub const ALL: [Scheme; 6] = [
+    pub const ALL: [Scheme; 13] = [
         Scheme::Generic,
         Scheme::StandardWebhooks,
         Scheme::Stripe,
         Scheme::GitHub,
         Scheme::Slack,
         Scheme::Shopify,
+        Scheme::Twilio,
+        Scheme::Zoom,
+        Scheme::Paddle,
+        Scheme::Linear,
+        Scheme::Square,
+        Scheme::Mailgun,
+        Scheme::SendGrid,
     ];
 
     /// The name as written in configuration.
@@ -99,6 +129,13 @@ impl Scheme {
             Scheme::GitHub => "GitHub",
             Scheme::Slack => "Slack",
             Scheme::Shopify => "Shopify",
+            Scheme::Twilio => "Twilio",
+            Scheme::Zoom => "Zoom",
+            Scheme::Paddle => "Paddle",
+            Scheme::Linear => "Linear",
+            Scheme::Square => "Square",
+            Scheme::Mailgun => "Mailgun",
+            Scheme::SendGrid => "SendGrid",
         }
     }
 
@@ -112,17 +149,68 @@ impl Scheme {
             Scheme::GitHub => "github",
             Scheme::Slack => "slack",
             Scheme::Shopify => "shopify",
+            Scheme::Twilio => "twilio",
+            Scheme::Zoom => "zoom",
+            Scheme::Paddle => "paddle",
+            Scheme::Linear => "linear",
+            Scheme::Square => "square",
+            Scheme::Mailgun => "mailgun",
+            Scheme::SendGrid => "sendgrid",
         }
     }
 
-    /// Whether the scheme signs a delivery ID or a timestamp. Where it signs neither, a
-    /// captured delivery could be replayed under a fresh ID header, so the sidecar also
+    /// Whether the scheme's default delivery ID is covered by the signature (a signed ID
+    /// header, an ID inside the signed body, or a digest of what is signed). Where it is not,
+    /// a captured delivery could be replayed under a fresh ID header, so the sidecar also
     /// deduplicates on the hash of the verified body.
-    pub fn signs_id_or_timestamp(self) -> bool {
+    pub fn default_id_is_signed(self) -> bool {
+        !matches!(
+            self,
+            Scheme::Generic | Scheme::GitHub | Scheme::Shopify | Scheme::Twilio | Scheme::Linear
+        )
+    }
+
+    /// The replay tolerance when `replay.tolerance` is unset: the sender's own SDK default
+    /// where it is tighter than [`DEFAULT_TOLERANCE`] (Paddle 5 s, Linear 1 m).
+    pub fn default_tolerance(self) -> &'static str {
+        match self {
+            Scheme::Paddle => "5s",
+            Scheme::Linear => "1m",
+            _ => DEFAULT_TOLERANCE,
+        }
+    }
+
+    /// Whether the signed bytes include the public URL the sender calls, so the endpoint
+    /// must say it (`publicUrl`).
+    pub fn signs_public_url(self) -> bool {
+        matches!(self, Scheme::Twilio | Scheme::Square)
+    }
+
+    /// Whether the receiver may choose the signing secret, so the operator can generate it.
+    /// The other senders issue their secret (or, for SendGrid, a public key): it comes from
+    /// a `secretRef` (or `publicKey`).
+    pub fn receiver_chooses_secret(self) -> bool {
         matches!(
             self,
-            Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack
+            Scheme::Generic
+                | Scheme::StandardWebhooks
+                | Scheme::Stripe
+                | Scheme::GitHub
+                | Scheme::Slack
+                | Scheme::Shopify
         )
+    }
+
+    /// Whether deliveries are checked with a public key (SendGrid; Standard Webhooks `v1a`).
+    pub fn takes_public_key(self) -> bool {
+        matches!(self, Scheme::SendGrid | Scheme::StandardWebhooks)
+    }
+
+    /// Whether deliveries carry one event type `eventTypes` can filter on (Generic: when
+    /// `generic.eventTypeHeader` names it). Twilio sends none, SendGrid batches events of
+    /// several types into one request.
+    pub fn has_event_type(self) -> bool {
+        !matches!(self, Scheme::Twilio | Scheme::SendGrid)
     }
 }
 
@@ -163,9 +251,10 @@ pub struct Upstream {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Replay {
-    /// Largest accepted distance between a signed timestamp and the sidecar's clock.
-    #[serde(default = "default_tolerance")]
-    pub tolerance: String,
+    /// Largest accepted distance between a signed timestamp and the sidecar's clock; unset:
+    /// the scheme's default ([`Scheme::default_tolerance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<String>,
     /// How long a processed delivery is remembered; at least twice the tolerance.
     #[serde(default = "default_window")]
     pub window: String,
@@ -174,7 +263,7 @@ pub struct Replay {
 impl Default for Replay {
     fn default() -> Self {
         Replay {
-            tolerance: default_tolerance(),
+            tolerance: None,
             window: default_window(),
         }
     }
@@ -334,9 +423,6 @@ pub(crate) fn default_max_queued_bytes() -> String {
     DEFAULT_MAX_QUEUED_BYTES.to_owned()
 }
 
-fn default_tolerance() -> String {
-    DEFAULT_TOLERANCE.to_owned()
-}
 fn default_window() -> String {
     DEFAULT_WINDOW.to_owned()
 }
@@ -361,7 +447,7 @@ mod tests {
         assert_eq!(
             config.replay,
             Replay {
-                tolerance: "5m".into(),
+                tolerance: None,
                 window: "24h".into()
             }
         );

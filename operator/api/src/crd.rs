@@ -20,8 +20,9 @@ use crate::config::{
 };
 use crate::names::{SIDECAR_ADMIN_PORT, SIDECAR_PORT};
 use crate::validation::{
-    MAX_ATTEMPTS, MAX_BODY_SIZE, MAX_CONCURRENCY, MAX_EVENT_TYPE_LENGTH, MAX_RETRY_DELAY,
-    MAX_RETRY_DELAY_LENGTH, MAX_RETRY_SCHEDULE,
+    self, MAX_ATTEMPTS, MAX_BODY_SIZE, MAX_CONCURRENCY, MAX_EVENT_TYPE_LENGTH,
+    MAX_PUBLIC_KEY_LENGTH, MAX_PUBLIC_URL_LENGTH, MAX_RETRY_DELAY, MAX_RETRY_DELAY_LENGTH,
+    MAX_RETRY_SCHEDULE, PEM_PUBLIC_KEY_BEGIN, PEM_PUBLIC_KEY_END, SecretKind, WHPK_PREFIX,
 };
 
 /// Matches a duration such as `500ms`, `30s`, `5m` or `1h30m` (whole numbers per unit).
@@ -112,6 +113,207 @@ fn max_age_message() -> Message {
         max_delay_text()
     ))
 }
+/// A CEL string literal holding `text`.
+fn cel_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// CEL: the names of the schemes `pick` selects, as a list literal.
+fn scheme_list(pick: impl Fn(Scheme) -> bool) -> String {
+    let names: Vec<String> = Scheme::ALL
+        .into_iter()
+        .filter(|scheme| pick(*scheme))
+        .map(|scheme| format!("'{}'", scheme.as_str()))
+        .collect();
+    format!("[{}]", names.join(", "))
+}
+
+/// CEL: a map literal from each scheme's name to `value`'s text, for the schemes that have
+/// one; `[self.scheme]` after it picks the endpoint's.
+fn scheme_map(value: impl Fn(Scheme) -> Option<String>) -> String {
+    let entries: Vec<String> = Scheme::ALL
+        .into_iter()
+        .filter_map(|scheme| {
+            let text = value(scheme)?;
+            Some(format!("'{}': {}", scheme.as_str(), cel_string(&text)))
+        })
+        .collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+/// A CEL message expression: the text `value` gives the endpoint's scheme. Every rule using
+/// one fails only for schemes the map holds.
+fn scheme_message(value: impl Fn(Scheme) -> Option<String>) -> Message {
+    Message::Expression(format!("{}[self.scheme]", scheme_map(value)))
+}
+
+/// CEL at the spec: `publicUrl` is set for the schemes that sign the URL they call.
+fn public_url_required_rule() -> String {
+    format!(
+        "has(self.publicUrl) || !(self.scheme in {})",
+        scheme_list(Scheme::signs_public_url)
+    )
+}
+fn public_url_required_message() -> Message {
+    scheme_message(|scheme| Some(validation::public_url(scheme, None).err()?.problem))
+}
+/// CEL at the spec: `publicUrl` is set only for the schemes that sign the URL they call.
+fn public_url_refused_rule() -> String {
+    format!(
+        "!has(self.publicUrl) || self.scheme in {}",
+        scheme_list(Scheme::signs_public_url)
+    )
+}
+fn public_url_refused_message() -> Message {
+    scheme_message(|scheme| {
+        Some(
+            validation::public_url(scheme, Some("https://example.com/"))
+                .err()?
+                .problem,
+        )
+    })
+}
+/// CEL: a 16-bit port, as digits (leading zeros allowed, as the Rust rule does).
+const PORT_PATTERN: &str =
+    "([0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+fn public_url_rule() -> String {
+    format!("self.matches('^https?://[A-Za-z0-9.-]+(:{PORT_PATTERN})?(/.*)?$')")
+}
+/// CEL: the path of an absolute URL holds URL path characters only.
+const PUBLIC_URL_PATH_RULE: &str =
+    r#"self.matches(r"^https?://[^/]*(/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*)?$")"#;
+
+/// CEL at the spec: `secret.generate` only where the receiver chooses the secret.
+fn generate_rule() -> String {
+    format!(
+        "!has(self.secret) || !has(self.secret.generate) || self.scheme in {}",
+        scheme_list(Scheme::receiver_chooses_secret)
+    )
+}
+fn generate_message() -> Message {
+    scheme_message(|scheme| {
+        Some(
+            validation::secret_source(scheme, SecretKind::Generate)
+                .err()?
+                .problem,
+        )
+    })
+}
+/// CEL at the spec: `secret.publicKey` only for schemes checked with a public key.
+fn public_key_refused_rule() -> String {
+    format!(
+        "!has(self.secret) || !has(self.secret.publicKey) || self.scheme in {}",
+        scheme_list(Scheme::takes_public_key)
+    )
+}
+fn public_key_refused_message() -> Message {
+    scheme_message(|scheme| {
+        Some(
+            validation::secret_source(scheme, SecretKind::PublicKey)
+                .err()?
+                .problem,
+        )
+    })
+}
+
+/// CEL: `key` (an expression) is a public key of `scheme` as [`validation::public_key`]
+/// reads it; `None` where the scheme takes none.
+fn public_key_cel(scheme: Scheme, key: &str) -> Option<String> {
+    let trimmed = format!("{key}.trim()");
+    match scheme {
+        Scheme::SendGrid => {
+            // The DER header of a P-256 SubjectPublicKeyInfo is 27 bytes, 36 base64
+            // characters; the 64 bytes of the point follow, the last one alone in its group.
+            let der = "'^MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE[A-Za-z0-9+/]{85}[AQgw]==$'";
+            let (begin, end) = (PEM_PUBLIC_KEY_BEGIN.len(), PEM_PUBLIC_KEY_END.len());
+            Some(format!(
+                "{trimmed}.matches({der}) || ({trimmed}.startsWith('{PEM_PUBLIC_KEY_BEGIN}') && {trimmed}.endsWith('{PEM_PUBLIC_KEY_END}') && size({trimmed}) >= {} && {trimmed}.substring({begin}, size({trimmed}) - {end}).replace(' ', '').replace('\\n', '').replace('\\r', '').replace('\\t', '').matches({der}))",
+                begin + end
+            ))
+        }
+        // 32 bytes: 43 base64 characters (the last holding two bits) and one '='.
+        Scheme::StandardWebhooks => Some(format!(
+            "{trimmed}.matches('^{WHPK_PREFIX}[A-Za-z0-9+/]{{42}}[AEIMQUYcgkosw048]=$')"
+        )),
+        _ => None,
+    }
+}
+/// CEL at the spec: `secret.publicKey` is a public key of the scheme (schemes that take
+/// none are the rule above's).
+fn public_key_rule() -> String {
+    let formats: Vec<String> = Scheme::ALL
+        .into_iter()
+        .filter_map(|scheme| {
+            let format = public_key_cel(scheme, "self.secret.publicKey")?;
+            Some(format!(
+                "(self.scheme == '{}' && ({format}))",
+                scheme.as_str()
+            ))
+        })
+        .collect();
+    format!(
+        "!has(self.secret) || !has(self.secret.publicKey) || !(self.scheme in {}) || {}",
+        scheme_list(Scheme::takes_public_key),
+        formats.join(" || ")
+    )
+}
+fn public_key_message() -> Message {
+    scheme_message(|scheme| {
+        Some(format!(
+            "secret.publicKey must be {}",
+            validation::public_key_format(scheme)?
+        ))
+    })
+}
+
+/// CEL at the spec: `eventTypes` only for schemes whose deliveries carry one event type.
+fn event_types_scheme_rule() -> String {
+    format!(
+        "!has(self.eventTypes) || size(self.eventTypes) == 0 || self.scheme in {}",
+        scheme_list(Scheme::has_event_type)
+    )
+}
+fn event_types_scheme_message() -> Message {
+    scheme_message(|scheme| (!scheme.has_event_type()).then(|| validation::no_event_type(scheme)))
+}
+
+/// CEL at the spec: with `replay.tolerance` unset, the window is at least twice the
+/// scheme's default tolerance. (Set, [`ReplaySpec`]'s own rule compares the two.)
+fn default_window_rule() -> String {
+    let defaults = scheme_map(|scheme| Some(scheme.default_tolerance().to_owned()));
+    format!(
+        "!has(self.replay) || has(self.replay.tolerance) || !has(self.replay.window) || !self.replay.window.matches('{DURATION_PATTERN}') || duration(self.replay.window) >= duration({defaults}[self.scheme]) + duration({defaults}[self.scheme])"
+    )
+}
+fn default_window_message() -> Message {
+    scheme_message(|scheme| {
+        Some(format!(
+            "replay.window {}",
+            validation::window_too_short(&format!(
+                "{}, the {} default",
+                scheme.default_tolerance(),
+                scheme.as_str()
+            ))
+        ))
+    })
+}
+/// CEL at `replay`: a set tolerance fits twice into the window. Either written wrongly is
+/// its own field's error.
+fn window_rule() -> String {
+    format!(
+        "!has(self.tolerance) || !self.tolerance.matches('{DURATION_PATTERN}') || !self.window.matches('{DURATION_PATTERN}') || duration(self.window) >= duration(self.tolerance) + duration(self.tolerance)"
+    )
+}
+fn window_message() -> Message {
+    let text = validation::window_too_short("\u{1}");
+    let (before, after) = text.split_once('\u{1}').unwrap_or((&text, ""));
+    Message::Expression(format!(
+        "{} + self.tolerance + {}",
+        cel_string(&format!("replay.window {before}")),
+        cel_string(after)
+    ))
+}
+
 /// CEL at the spec: `delivery.maxQueuedBytes` holds at least one body of `maxBodySize`. Either
 /// size written wrongly is its own field's error.
 fn queued_bytes_rule() -> String {
@@ -145,11 +347,33 @@ fn queued_bytes_rule() -> String {
 #[x_kube(validation = Rule::new("!has(self.generic) || self.scheme == 'Generic'").message("spec.generic applies only to scheme Generic: remove it or set scheme: Generic"))]
 #[x_kube(validation = Rule::new(queued_bytes_rule()).message("delivery.maxQueuedBytes must be at least maxBodySize, or the largest delivery would never fit in the queue: raise it (e.g. 64Mi) or lower maxBodySize").field_path(".delivery.maxQueuedBytes"))]
 #[x_kube(validation = Rule::new("self.scheme != 'Generic' || !has(self.eventTypes) || size(self.eventTypes) == 0 || (has(self.generic) && has(self.generic.eventTypeHeader))").message("the Generic scheme needs spec.generic.eventTypeHeader to filter by spec.eventTypes"))]
+#[x_kube(validation = Rule::new(event_types_scheme_rule()).message(event_types_scheme_message()).field_path(".eventTypes"))]
+#[x_kube(validation = Rule::new(public_url_required_rule()).message(public_url_required_message()).field_path(".publicUrl"))]
+#[x_kube(validation = Rule::new(public_url_refused_rule()).message(public_url_refused_message()).field_path(".publicUrl"))]
+#[x_kube(validation = Rule::new(generate_rule()).message(generate_message()).field_path(".secret.generate"))]
+#[x_kube(validation = Rule::new(public_key_refused_rule()).message(public_key_refused_message()).field_path(".secret.publicKey"))]
+#[x_kube(validation = Rule::new(public_key_rule()).message(public_key_message()).field_path(".secret.publicKey"))]
+#[x_kube(validation = Rule::new(default_window_rule()).message(default_window_message()).field_path(".replay.window"))]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookEndpointSpec {
     /// How the sender signs deliveries: Generic (hex HMAC-SHA256 of the body in one header),
-    /// StandardWebhooks (Svix and senders built on it), Stripe, GitHub, Slack or Shopify.
+    /// StandardWebhooks (Svix and senders built on it), Stripe, GitHub, Slack, Shopify,
+    /// Twilio, Zoom, Paddle (Billing), Linear, Square, Mailgun or SendGrid (its Event
+    /// Webhook). Twilio, Zoom, Paddle, Linear, Square, Mailgun and SendGrid issue the secret
+    /// themselves: give it with secret.secretRef (SendGrid: secret.publicKey).
     pub scheme: Scheme,
+
+    /// The URL the sender calls, exactly as configured at the sender, e.g.
+    /// `https://example.com/webhooks/twilio`: Twilio and Square sign it, so it is required for
+    /// them and refused for other schemes. An http or https URL with a host name, at most
+    /// 2048 characters, without a query or fragment (the sidecar adds each request's query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_PUBLIC_URL_LENGTH))]
+    #[x_kube(validation = Rule::new("!self.contains('?') && !self.contains('#')").message("publicUrl holds no query or fragment: write the URL as configured at the sender without them; the sidecar adds the query of each request itself"))]
+    #[x_kube(validation = Rule::new(public_url_rule()).message("publicUrl is an absolute http or https URL with a host name (letters, digits, '.' and '-') and an optional port, such as https://example.com/webhooks/twilio"))]
+    #[x_kube(validation = Rule::new(PUBLIC_URL_PATH_RULE).message("the path of publicUrl holds only URL path characters: percent-encode others (a space is %20)"))]
+    #[x_kube(validation = Rule::new(PATH_PERCENT_RULE).message("in publicUrl, '%' starts a percent-encoding such as %20"))]
+    pub public_url: Option<String>,
 
     /// The path the sidecar serves for this endpoint, e.g. /webhooks/stripe. Point the
     /// sender at the app's Service with this path.
@@ -164,7 +388,7 @@ pub struct WebhookEndpointSpec {
     pub upstream: UpstreamSpec,
 
     /// Where the signing secret comes from: generated and rotated by the operator (the
-    /// default), or a Secret the sender issued.
+    /// default), or a Secret the sender issued, or the sender's public key.
     #[serde(default)]
     pub secret: SecretSource,
 
@@ -186,12 +410,17 @@ pub struct WebhookEndpointSpec {
 
     /// Where a delivery's idempotency key (delivery ID) comes from. Unset: the scheme's
     /// default (Generic: X-Delivery-Id; StandardWebhooks: webhook-id; Stripe: /id;
-    /// GitHub: X-GitHub-Delivery; Slack: /event_id; Shopify: X-Shopify-Webhook-Id).
+    /// GitHub: X-GitHub-Delivery; Slack: /event_id, else the signed timestamp and a digest
+    /// of the body for slash commands and interactivity; Shopify: X-Shopify-Webhook-Id;
+    /// Twilio: the I-Twilio-Idempotency-Token header; Zoom: the SHA-256 of the body; Paddle:
+    /// /event_id; Linear: the Linear-Delivery header; Square: /event_id; Mailgun: the token of
+    /// the body's signature block; SendGrid: the SHA-256 of the body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<IdempotencyKeySpec>,
 
     /// Event types to forward; deliveries of other types are answered 200 and not
-    /// forwarded. Empty: all types.
+    /// forwarded. Empty: all types. Not for Twilio (no event type) or SendGrid (one request
+    /// batches events of several types).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     #[x_kube(validation = Rule::new(event_types_rule()).message(event_types_message()))]
@@ -345,20 +574,31 @@ impl Default for DeliverySpec {
     }
 }
 
-/// Where the signing secret comes from. Exactly one of `generate` and `secretRef`.
+/// Where the signing secret comes from. Exactly one of `generate`, `secretRef` and
+/// `publicKey`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.generate) != has(self.secretRef)").message("set exactly one of secret.generate and secret.secretRef"))]
+#[x_kube(validation = Rule::new("[has(self.generate), has(self.secretRef), has(self.publicKey)].exists_one(set, set)").message("set exactly one of secret.generate, secret.secretRef and secret.publicKey"))]
 pub struct SecretSource {
     /// The operator generates the secret (32 random bytes, encoded as the scheme expects)
-    /// into the Secret `<name>-signing` and rotates it.
+    /// into the Secret `<name>-signing` and rotates it. Only for schemes where the receiver
+    /// chooses the secret: Generic, StandardWebhooks, Stripe, GitHub, Slack, Shopify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate: Option<GenerateSecret>,
 
-    /// A Secret the sender issued (e.g. Stripe's whsec_…), in this namespace. Rotate it by
-    /// updating the Secret.
+    /// A Secret the sender issued (e.g. Stripe's whsec_…, Twilio's Auth Token), in this
+    /// namespace. Rotate it by updating the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
+
+    /// The sender's public key as its dashboard shows it: SendGrid's Event Webhook
+    /// Verification Key (base64, starting MFkw; a PEM PUBLIC KEY block works too), or a
+    /// Standard Webhooks sender's whpk_… key. A public key is no secret, so it may live in
+    /// Git with the rest of the spec; the operator copies it into the Secret `<name>-signing`
+    /// for the sidecar. SendGrid and StandardWebhooks only; to change it, edit it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_PUBLIC_KEY_LENGTH))]
+    pub public_key: Option<String>,
 }
 
 impl Default for SecretSource {
@@ -366,6 +606,7 @@ impl Default for SecretSource {
         SecretSource {
             generate: Some(GenerateSecret {}),
             secret_ref: None,
+            public_key: None,
         }
     }
 }
@@ -417,13 +658,15 @@ impl Default for RotationSpec {
 /// Replay protection.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("duration(self.window) >= duration(self.tolerance) + duration(self.tolerance)").message("replay.window must be at least twice replay.tolerance, or a replayed delivery could outlive its dedup record"))]
+#[x_kube(validation = Rule::new(window_rule()).message(window_message()).field_path(".window"))]
 pub struct ReplaySpec {
     /// Largest accepted distance between a signed timestamp and the sidecar's clock, e.g. 5m
-    /// (schemes that sign a timestamp: StandardWebhooks, Stripe, Slack).
-    #[serde(default = "default_tolerance")]
+    /// (schemes that sign a timestamp: StandardWebhooks, Stripe, Slack, Zoom, Paddle,
+    /// Linear, Mailgun, SendGrid). Unset: the scheme's default, the sender's own: 5s for
+    /// Paddle, 1m for Linear, 5m for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) > duration('0s')")).message("replay.tolerance is a positive duration such as 5m"))]
-    pub tolerance: String,
+    pub tolerance: Option<String>,
 
     /// How long a processed delivery is remembered, e.g. 24h; at least twice the tolerance.
     #[serde(default = "default_window")]
@@ -434,7 +677,7 @@ pub struct ReplaySpec {
 impl Default for ReplaySpec {
     fn default() -> Self {
         ReplaySpec {
-            tolerance: default_tolerance(),
+            tolerance: None,
             window: default_window(),
         }
     }
@@ -502,9 +745,6 @@ fn default_max_body_size() -> String {
 }
 fn default_upstream_timeout() -> String {
     crate::config::DEFAULT_UPSTREAM_TIMEOUT.to_owned()
-}
-fn default_tolerance() -> String {
-    crate::config::DEFAULT_TOLERANCE.to_owned()
 }
 fn default_window() -> String {
     crate::config::DEFAULT_WINDOW.to_owned()
@@ -578,12 +818,54 @@ mod tests {
         }
     }
 
+    /// The descriptions that list schemes name every one, and the per-scheme tolerances.
+    #[test]
+    fn descriptions_name_every_scheme() {
+        let crd = serde_json::to_value(WebhookEndpoint::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        let text = |field: &serde_json::Value| {
+            field["description"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let scheme = text(&spec["scheme"]);
+        let key = text(&spec["idempotencyKey"]);
+        let tolerance = text(&spec["replay"]["properties"]["tolerance"]);
+        for each in Scheme::ALL {
+            let name = each.as_str();
+            assert!(scheme.contains(name), "scheme: {name}");
+            assert!(key.contains(&format!("{name}:")), "idempotencyKey: {name}");
+            if each.default_tolerance() != crate::config::DEFAULT_TOLERANCE {
+                let named = format!("{} for {name}", each.default_tolerance());
+                assert!(tolerance.contains(&named), "replay.tolerance: {named}");
+            }
+        }
+        assert!(tolerance.contains(&format!(
+            "{} for the others",
+            crate::config::DEFAULT_TOLERANCE
+        )));
+    }
+
+    #[test]
+    fn a_public_key_rule_exists_for_every_scheme_that_takes_one() {
+        for scheme in Scheme::ALL {
+            assert_eq!(
+                public_key_cel(scheme, "k").is_some(),
+                scheme.takes_public_key(),
+                "{scheme:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_crd_carries_the_cel_rules_and_columns() {
         let crd = serde_json::to_string(&WebhookEndpoint::crd()).unwrap();
         for expected in [
             "x-kubernetes-validations",
-            "set exactly one of secret.generate and secret.secretRef",
+            "set exactly one of secret.generate, secret.secretRef and secret.publicKey",
             "\"whe\"",
             "Ready",
         ] {

@@ -7,6 +7,11 @@
 //! proves the two agree case by case. So a spec the operator reports Ready is a
 //! configuration the sidecar loads, and a refusal reads the same wherever it happens.
 //!
+//! The endpoint file does not say where its keys come from; [`secret_source`] and
+//! [`public_key`] state the rules of a `WebhookEndpoint`'s `spec.secret` (who may choose the
+//! secret, which schemes take a public key and how one is written) for the operator, and the
+//! sidecar reads a public key file with [`public_key_bytes`].
+//!
 //! Pure: no IO. Keys and CA files are the sidecar's to load.
 
 use std::time::Duration;
@@ -107,6 +112,8 @@ pub enum KeySource {
 pub struct Checked {
     /// The Generic scheme's headers (defaults for other schemes; unused there).
     pub generic: GenericHeaders,
+    /// The public URL the sender calls, for schemes that sign it (Twilio, Square).
+    pub public_url: Option<PublicUrl>,
     /// Where the idempotency key comes from; `None`: the scheme's default.
     pub key_source: Option<KeySource>,
     /// Time the app has to answer.
@@ -191,7 +198,8 @@ pub fn check(config: &EndpointConfig) -> Result<Checked, Invalid> {
             "must name the directory the signing Secret is mounted at",
         ));
     }
-    let (tolerance, window) = replay(&config.replay)?;
+    let public_url = public_url(config.scheme, config.public_url.as_deref())?;
+    let (tolerance, window) = replay(config.scheme, &config.replay)?;
     let key_source = match &config.idempotency_key {
         None => None,
         Some(IdempotencyKey::Header(name)) => Some(KeySource::Header(header_name(
@@ -208,6 +216,7 @@ pub fn check(config: &EndpointConfig) -> Result<Checked, Invalid> {
     let delivery = delivery(&config.delivery, max_body_size)?;
     Ok(Checked {
         generic,
+        public_url,
         key_source,
         upstream_timeout,
         tolerance,
@@ -382,16 +391,11 @@ fn url_path(field: &'static str, path: &str) -> Result<(), Invalid> {
             ),
         ));
     }
-    let mut rest = path;
-    while let Some(at) = rest.find('%') {
-        let hex = rest.get(at + 1..at + 3).unwrap_or_default();
-        if hex.len() != 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Invalid::new(
-                field,
-                format!("{path:?}: '%' must start a percent-encoding such as %20"),
-            ));
-        }
-        rest = &rest[at + 3..];
+    if !percent_encodings_complete(path) {
+        return Err(Invalid::new(
+            field,
+            format!("{path:?}: '%' must start a percent-encoding such as %20"),
+        ));
     }
     Ok(())
 }
@@ -409,19 +413,326 @@ fn upstream(upstream: &Upstream) -> Result<Duration, Invalid> {
     positive_duration("upstream.timeout", &upstream.timeout)
 }
 
-fn replay(replay: &Replay) -> Result<(Duration, Duration), Invalid> {
-    let tolerance = positive_duration("replay.tolerance", &replay.tolerance)?;
+fn replay(scheme: Scheme, replay: &Replay) -> Result<(Duration, Duration), Invalid> {
+    let (tolerance_text, named) = if let Some(text) = replay.tolerance.as_deref() {
+        (text, text.to_owned())
+    } else {
+        let text = scheme.default_tolerance();
+        (text, format!("{text}, the {} default", scheme.as_str()))
+    };
+    let tolerance = positive_duration("replay.tolerance", tolerance_text)?;
     let window = duration("replay.window", &replay.window)?;
     if window < tolerance.saturating_mul(2) {
+        return Err(Invalid::new("replay.window", window_too_short(&named)));
+    }
+    Ok((tolerance, window))
+}
+
+/// The problem of a `replay.window` shorter than twice the tolerance, `tolerance` as the
+/// message names it (the CRD's CEL message says the same).
+pub fn window_too_short(tolerance: &str) -> String {
+    format!(
+        "must be at least twice replay.tolerance ({tolerance}), or a replayed delivery could outlive its dedup record"
+    )
+}
+
+/// Longest `publicUrl`.
+pub const MAX_PUBLIC_URL_LENGTH: usize = 2048;
+
+/// `publicUrl`, parsed: the URL the sender calls, as the sender signs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// Exactly as configured (`https://host[:port]/path`).
+    pub url: String,
+    /// The same URL with the scheme's default port written out (`:443` for https, `:80`
+    /// for http) where the configured one omits it, or left out where it names it; `None`
+    /// when the URL names another port. Twilio's SDKs accept either form.
+    pub other_form: Option<String>,
+}
+
+/// `publicUrl` for `scheme`: required exactly when the scheme signs the URL it calls, and
+/// then `http(s)://host[:port][/path]`, a host name of letters, digits, `.` and `-`, a
+/// port up to 65535, URL path characters only, no query or fragment, at most
+/// [`MAX_PUBLIC_URL_LENGTH`] characters. The CRD's CEL rules state the same.
+pub fn public_url(scheme: Scheme, url: Option<&str>) -> Result<Option<PublicUrl>, Invalid> {
+    let field = "publicUrl";
+    let Some(url) = url else {
+        if scheme.signs_public_url() {
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "{} signs the URL it calls: set publicUrl to that URL exactly as configured at the sender, such as https://example.com/webhooks/{}",
+                    scheme.as_str(),
+                    scheme.cli_name()
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    if !scheme.signs_public_url() {
         return Err(Invalid::new(
-            "replay.window",
+            field,
             format!(
-                "must be at least twice replay.tolerance ({}), or a replayed delivery could outlive its dedup record",
-                replay.tolerance
+                "only the Twilio and Square schemes sign the URL they call; remove publicUrl (this endpoint is {})",
+                scheme.as_str()
             ),
         ));
     }
-    Ok((tolerance, window))
+    let bad = |why: &str| {
+        Invalid::new(
+            field,
+            format!(
+                "{url:?} {why}: write the URL the sender calls, such as https://example.com/webhooks/{}",
+                scheme.cli_name()
+            ),
+        )
+    };
+    if url.len() > MAX_PUBLIC_URL_LENGTH {
+        return Err(bad("is too long (at most 2048 characters)"));
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err(bad(
+            "has a query or fragment; the sidecar adds the query of each request itself",
+        ));
+    }
+    let Some((uri_scheme, rest)) = url
+        .split_once("://")
+        .filter(|(uri_scheme, _)| *uri_scheme == "https" || *uri_scheme == "http")
+    else {
+        return Err(bad("is not an absolute http or https URL"));
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return Err(bad("holds user information"));
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return Err(bad(
+            "has no host name of letters, digits, '.' and '-' after the scheme",
+        ));
+    }
+    let port = match port {
+        None => None,
+        Some(text) => Some(
+            Some(text)
+                .filter(|text| {
+                    (1..=5).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+                })
+                .and_then(|text| text.parse::<u16>().ok())
+                .ok_or_else(|| bad("has a port that is not a number from 0 to 65535"))?,
+        ),
+    };
+    if let Some(c) = path.chars().find(|c| !is_path_char(*c)) {
+        return Err(bad(&format!(
+            "holds {c:?} in its path, which a URL cannot carry as is: percent-encode it (a space is %20)"
+        )));
+    }
+    if !percent_encodings_complete(path) {
+        return Err(bad("has a '%' that starts no percent-encoding such as %20"));
+    }
+    let default_port = if uri_scheme == "https" { 443 } else { 80 };
+    let prefix = format!("{uri_scheme}://");
+    let other_form = match port {
+        None => Some(format!("{prefix}{host}:{default_port}{path}")),
+        Some(port) if port == default_port => Some(format!("{prefix}{host}{path}")),
+        Some(_) => None,
+    };
+    Ok(Some(PublicUrl {
+        url: url.to_owned(),
+        other_form,
+    }))
+}
+
+/// Whether every `%` of `text` starts a two-digit hex encoding.
+fn percent_encodings_complete(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(at) = rest.find('%') {
+        let hex = rest.get(at + 1..at + 3).unwrap_or_default();
+        if hex.len() != 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+        rest = &rest[at + 3..];
+    }
+    true
+}
+
+/// Where an endpoint's signing keys come from: one of `secret.generate`, `secret.secretRef`
+/// and `secret.publicKey` of a `WebhookEndpoint` (the endpoint file only names the
+/// directory the keys are mounted at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// The operator generates the secret.
+    Generate,
+    /// A Secret holds what the sender issued.
+    SecretRef,
+    /// The sender's public key, in the spec.
+    PublicKey,
+}
+
+/// What the sender calls the secret it issues (Twilio: the Auth Token); `None` where the
+/// receiver chooses the secret ([`Scheme::receiver_chooses_secret`]).
+pub fn issued_secret(scheme: Scheme) -> Option<&'static str> {
+    match scheme {
+        Scheme::Generic
+        | Scheme::StandardWebhooks
+        | Scheme::Stripe
+        | Scheme::GitHub
+        | Scheme::Slack
+        | Scheme::Shopify => None,
+        Scheme::Twilio => Some("the Auth Token"),
+        Scheme::Zoom => Some("the app's Secret Token"),
+        Scheme::Paddle => Some("the notification destination's endpoint secret key"),
+        Scheme::Linear => Some("the webhook's signing secret"),
+        Scheme::Square => Some("the subscription's signature key"),
+        Scheme::Mailgun => Some("the HTTP webhook signing key"),
+        Scheme::SendGrid => Some("the Event Webhook's verification key"),
+    }
+}
+
+/// The refusal of `secret.generate` for a scheme whose sender issues the secret: what the
+/// sender calls it and where it goes instead.
+pub fn generate_refused(scheme: Scheme) -> Invalid {
+    let name = issued_secret(scheme).unwrap_or("its signing secret");
+    let problem = if scheme.takes_public_key() {
+        format!(
+            "{} issues the key ({name}, a public key): set spec.secret.publicKey to it as the dashboard shows it, or store it in a Secret and set spec.secret.secretRef",
+            scheme.as_str()
+        )
+    } else {
+        format!(
+            "{} issues the signing secret ({name}): store it in a Secret and set spec.secret.secretRef",
+            scheme.as_str()
+        )
+    };
+    Invalid::new("secret.generate", problem)
+}
+
+/// Whether keys of `kind` can serve `scheme`: the operator generates only secrets the
+/// receiver may choose, and a public key serves only schemes checked with one.
+pub fn secret_source(scheme: Scheme, kind: SecretKind) -> Result<(), Invalid> {
+    match kind {
+        SecretKind::Generate if !scheme.receiver_chooses_secret() => Err(generate_refused(scheme)),
+        SecretKind::PublicKey if !scheme.takes_public_key() => {
+            let problem = match issued_secret(scheme) {
+                Some(name) => format!(
+                    "{} signs with a shared secret ({name}), not a key pair: remove spec.secret.publicKey, store the secret in a Secret and set spec.secret.secretRef",
+                    scheme.as_str()
+                ),
+                None => format!(
+                    "{} signs with a shared secret, not a key pair: remove spec.secret.publicKey; the operator generates the secret by default (or set spec.secret.secretRef)",
+                    scheme.as_str()
+                ),
+            };
+            Err(Invalid::new("secret.publicKey", problem))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Longest `secret.publicKey`.
+pub const MAX_PUBLIC_KEY_LENGTH: usize = 1024;
+/// The armor of a PEM public key.
+pub const PEM_PUBLIC_KEY_BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+/// The end of [`PEM_PUBLIC_KEY_BEGIN`]'s block.
+pub const PEM_PUBLIC_KEY_END: &str = "-----END PUBLIC KEY-----";
+/// The DER header of a P-256 `SubjectPublicKeyInfo` up to its uncompressed point's `04`:
+/// SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING }.
+pub const P256_SPKI_PREFIX: [u8; 27] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+];
+/// Length of a DER P-256 `SubjectPublicKeyInfo`.
+pub const P256_SPKI_LENGTH: usize = 91;
+/// Standard Webhooks' prefix of an ed25519 public key.
+pub const WHPK_PREFIX: &str = "whpk_";
+
+/// What a public key for `scheme` looks like, for messages; `None` where the scheme takes no
+/// public key.
+pub fn public_key_format(scheme: Scheme) -> Option<&'static str> {
+    match scheme {
+        Scheme::SendGrid => Some(
+            "SendGrid's Verification Key as its Event Webhook settings show it: the base64 of a P-256 public key, 124 characters starting MFkw (or the same key in a -----BEGIN PUBLIC KEY----- block)",
+        ),
+        Scheme::StandardWebhooks => Some(
+            "the sender's public key as its dashboard shows it: whpk_ and the base64 of a 32-byte ed25519 key, 49 characters in all",
+        ),
+        _ => None,
+    }
+}
+
+/// Checks `secret.publicKey` (or a key file meant as one) for `scheme`: SendGrid takes the
+/// standard base64 of a DER P-256 `SubjectPublicKeyInfo` (91 bytes), bare or in a PEM
+/// `PUBLIC KEY` block; StandardWebhooks takes `whpk_` and the standard base64 of 32 bytes.
+/// Whitespace around the key (and, in PEM, inside it) is ignored. Light: the point itself
+/// is left to the verifier. The CRD's CEL rules state the same.
+pub fn public_key(scheme: Scheme, text: &str) -> Result<(), Invalid> {
+    public_key_bytes(scheme, text).map(drop)
+}
+
+/// [`public_key`], returning the decoded key: the DER `SubjectPublicKeyInfo` (SendGrid) or
+/// the 32 raw ed25519 bytes (StandardWebhooks).
+pub fn public_key_bytes(scheme: Scheme, text: &str) -> Result<Vec<u8>, Invalid> {
+    use base64::Engine as _;
+
+    secret_source(scheme, SecretKind::PublicKey)?;
+    let field = "secret.publicKey";
+    let format = public_key_format(scheme).unwrap_or("a public key");
+    let bad = |why: &str| Invalid::new(field, format!("{why}; paste {format}"));
+    if text.len() > MAX_PUBLIC_KEY_LENGTH {
+        return Err(bad(&format!(
+            "is longer than {MAX_PUBLIC_KEY_LENGTH} characters"
+        )));
+    }
+    let text = text.trim();
+    let base64 = base64::engine::general_purpose::STANDARD;
+    if scheme == Scheme::StandardWebhooks {
+        if text.starts_with("whsec_") {
+            return Err(Invalid::new(
+                field,
+                "is a signing secret (whsec_…), not a public key: store it in a Secret and set spec.secret.secretRef, or remove spec.secret to have one generated",
+            ));
+        }
+        let Some(encoded) = text.strip_prefix(WHPK_PREFIX) else {
+            return Err(bad("does not start with whpk_"));
+        };
+        let bytes = base64
+            .decode(encoded)
+            .map_err(|_| bad("is not whpk_ followed by standard base64"))?;
+        if bytes.len() != 32 {
+            return Err(bad(&format!(
+                "decodes to {} bytes, not the 32 of an ed25519 key",
+                bytes.len()
+            )));
+        }
+        return Ok(bytes);
+    }
+    let encoded = match text.strip_prefix(PEM_PUBLIC_KEY_BEGIN) {
+        Some(inner) => inner
+            .strip_suffix(PEM_PUBLIC_KEY_END)
+            .ok_or_else(|| bad("has a BEGIN PUBLIC KEY line without its END PUBLIC KEY line"))?
+            .replace([' ', '\n', '\r', '\t'], ""),
+        None => text.to_owned(),
+    };
+    let bytes = base64
+        .decode(&encoded)
+        .map_err(|_| bad("is not standard base64"))?;
+    if bytes.len() != P256_SPKI_LENGTH {
+        return Err(bad(&format!(
+            "decodes to {} bytes, not the {P256_SPKI_LENGTH} of a P-256 public key",
+            bytes.len()
+        )));
+    }
+    if !bytes.starts_with(&P256_SPKI_PREFIX) {
+        return Err(bad("is not an ECDSA P-256 public key"));
+    }
+    Ok(bytes)
 }
 
 fn generic_headers(
@@ -504,6 +815,9 @@ fn event_types(
             ),
         ));
     }
+    if !event_types.is_empty() && !scheme.has_event_type() {
+        return Err(Invalid::new("eventTypes", no_event_type(scheme)));
+    }
     if !event_types.is_empty() && scheme == Scheme::Generic && generic.event_type.is_none() {
         return Err(Invalid::new(
             "eventTypes",
@@ -511,6 +825,15 @@ fn event_types(
         ));
     }
     Ok(())
+}
+
+/// The problem of `eventTypes` on a scheme without an event type
+/// ([`Scheme::has_event_type`]); the CRD's CEL message says the same.
+pub fn no_event_type(scheme: Scheme) -> String {
+    format!(
+        "{} deliveries carry no single event type to filter on: remove eventTypes",
+        scheme.as_str()
+    )
 }
 
 fn max_body_size(text: &str) -> Result<u64, Invalid> {
@@ -719,6 +1042,153 @@ mod tests {
         assert_eq!(store("memcached://x", false), Err(StoreError::NotAStore));
         assert_eq!(store("foo", false), Err(StoreError::NotAStore));
         assert_eq!(store("memory", true), Err(StoreError::ClusterNeedsRedis));
+    }
+
+    const SENDGRID_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==";
+    const WHPK_KEY: &str = "whpk_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA=";
+
+    #[test]
+    fn public_keys_are_read_as_their_dashboards_show_them() {
+        let der = public_key_bytes(Scheme::SendGrid, SENDGRID_KEY).unwrap();
+        assert_eq!(der.len(), P256_SPKI_LENGTH);
+        let pem = format!(
+            "{PEM_PUBLIC_KEY_BEGIN}\n{}\n{}\n{PEM_PUBLIC_KEY_END}\n",
+            &SENDGRID_KEY[..64],
+            &SENDGRID_KEY[64..]
+        );
+        assert_eq!(public_key_bytes(Scheme::SendGrid, &pem).unwrap(), der);
+        assert_eq!(
+            public_key_bytes(Scheme::SendGrid, &format!(" {SENDGRID_KEY}\n")).unwrap(),
+            der
+        );
+        assert_eq!(
+            public_key_bytes(Scheme::StandardWebhooks, WHPK_KEY)
+                .unwrap()
+                .len(),
+            32
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::truncated(Scheme::SendGrid, &SENDGRID_KEY[..64], "decodes to 48 bytes, not the 91")]
+    #[case::not_base64(Scheme::SendGrid, "not a key", "is not standard base64")]
+    #[case::other_curve(
+        Scheme::SendGrid,
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQgDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==",
+        "is not an ECDSA P-256 public key"
+    )]
+    #[case::pem_unclosed(
+        Scheme::SendGrid,
+        "-----BEGIN PUBLIC KEY-----\nMFkw",
+        "without its END PUBLIC KEY line"
+    )]
+    #[case::whpk_for_sendgrid(Scheme::SendGrid, WHPK_KEY, "paste SendGrid's Verification Key")]
+    #[case::no_prefix(
+        Scheme::StandardWebhooks,
+        "Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA=",
+        "does not start with whpk_"
+    )]
+    #[case::secret(
+        Scheme::StandardWebhooks,
+        "whsec_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA=",
+        "is a signing secret"
+    )]
+    #[case::short(
+        Scheme::StandardWebhooks,
+        "whpk_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSb",
+        "decodes to 30 bytes, not the 32"
+    )]
+    #[case::hmac_scheme(Scheme::Stripe, WHPK_KEY, "Stripe signs with a shared secret")]
+    fn bad_public_keys_say_what_is_wrong_and_what_to_paste(
+        #[case] scheme: Scheme,
+        #[case] text: &str,
+        #[case] expected: &str,
+    ) {
+        let invalid = public_key(scheme, text).unwrap_err();
+        assert_eq!(invalid.field, "secret.publicKey");
+        assert!(invalid.problem.contains(expected), "{invalid}");
+    }
+
+    #[test]
+    fn secret_sources_follow_who_chooses_the_secret() {
+        for scheme in Scheme::ALL {
+            assert_eq!(
+                secret_source(scheme, SecretKind::Generate).is_ok(),
+                scheme.receiver_chooses_secret(),
+                "{scheme:?}"
+            );
+            assert_eq!(
+                issued_secret(scheme).is_none(),
+                scheme.receiver_chooses_secret(),
+                "{scheme:?}"
+            );
+            assert_eq!(
+                secret_source(scheme, SecretKind::PublicKey).is_ok(),
+                scheme.takes_public_key(),
+                "{scheme:?}"
+            );
+            assert_eq!(
+                public_key_format(scheme).is_some(),
+                scheme.takes_public_key(),
+                "{scheme:?}"
+            );
+            assert!(secret_source(scheme, SecretKind::SecretRef).is_ok());
+        }
+        assert_eq!(
+            generate_refused(Scheme::Twilio).problem,
+            "Twilio issues the signing secret (the Auth Token): store it in a Secret and set spec.secret.secretRef"
+        );
+    }
+
+    #[test]
+    fn public_urls_keep_their_other_port_form() {
+        let twilio = |url: &str| public_url(Scheme::Twilio, Some(url));
+        let url = twilio("https://example.com/voice").unwrap().unwrap();
+        assert_eq!(
+            url.other_form.as_deref(),
+            Some("https://example.com:443/voice")
+        );
+        let url = twilio("http://example.com:80").unwrap().unwrap();
+        assert_eq!(url.other_form.as_deref(), Some("http://example.com"));
+        assert_eq!(
+            twilio("https://example.com:8443/x")
+                .unwrap()
+                .unwrap()
+                .other_form,
+            None
+        );
+        for bad in [
+            "https://example.com/a?b",
+            "HTTPS://example.com/a",
+            "https://u@example.com/a",
+            "https://example.com:65536/a",
+            "https://example.com:+80/a",
+            "https://:80/a",
+            "https://example.com/a b",
+            "https://example.com/%zz",
+            "example.com/a",
+        ] {
+            assert_eq!(twilio(bad).unwrap_err().field, "publicUrl", "{bad}");
+        }
+        assert!(public_url(Scheme::Square, None).is_err());
+        assert!(public_url(Scheme::Stripe, Some("https://example.com/")).is_err());
+        assert_eq!(public_url(Scheme::Stripe, None), Ok(None));
+    }
+
+    #[test]
+    fn an_unset_tolerance_is_the_schemes_and_the_window_holds_twice_it() {
+        let paddle = |window: &str| {
+            check(&config(|c| {
+                c["scheme"] = "Paddle".into();
+                c["replay"] = serde_json::json!({ "window": window });
+            }))
+        };
+        assert_eq!(paddle("10s").unwrap().tolerance, Duration::from_secs(5));
+        let short = paddle("9s").unwrap_err();
+        assert!(
+            short.problem.contains("(5s, the Paddle default)"),
+            "{short}"
+        );
     }
 
     #[test]

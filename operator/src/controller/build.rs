@@ -17,7 +17,8 @@ use super::validate::ValidatedEndpoint;
 
 /// Condition type: everything below is true.
 pub const READY: &str = "Ready";
-/// Condition type: the signing keys exist (generated, or the referenced Secret and key).
+/// Condition type: the signing keys exist (generated, the public key stored, or the
+/// referenced Secret and key).
 pub const SECRET_READY: &str = "SecretReady";
 /// Condition type: the sidecar ConfigMap is applied.
 pub const CONFIG_READY: &str = "ConfigReady";
@@ -40,7 +41,8 @@ fn child_meta(endpoint: &ValidatedEndpoint, name: String) -> ObjectMeta {
     }
 }
 
-/// The generated signing Secret: one data key per key ID, the times in [`ANNOTATION_KEYS`].
+/// The operator's signing Secret: one data key per key ID (generated keys, or the one
+/// public key), the times in [`ANNOTATION_KEYS`].
 pub fn build_secret(
     endpoint: &ValidatedEndpoint,
     ring: &KeyRing,

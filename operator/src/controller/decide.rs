@@ -15,8 +15,13 @@ use kube::runtime::events::EventType;
 use super::Error;
 use super::build::{self, Check, Observed, build_config_map, build_secret, build_status};
 use super::fetch::{Fetched, Referenced};
-use super::rotation::{self, ANNOTATION_KEYS, KEY_BYTES, KeyRingMeta, PlanInput};
+use super::rotation::{
+    self, ANNOTATION_KEYS, KEY_BYTES, Key, KeyEncoding, KeyMeta, KeyRing, KeyRingMeta, PlanInput,
+};
 use super::validate::{SecretPlan, ValidatedEndpoint};
+
+/// The key ID (the file name in the Secret and the sidecar) of a `publicKey` endpoint's key.
+pub const PUBLIC_KEY_ID: &str = "public-key";
 
 /// A source of random key material (the OS's in production, a fixed one in tests).
 pub type Random<'a> = &'a mut dyn FnMut() -> Result<[u8; KEY_BYTES], getrandom::Error>;
@@ -48,7 +53,8 @@ pub struct Note {
 /// What to write, in order: the Secret, the ConfigMap, the status, then the Events.
 #[derive(Debug)]
 pub struct Decision {
-    /// The generated Secret to apply (none for a `secretRef`, or a name taken by another).
+    /// The operator's Secret to apply, generated keys or the public key (none for a
+    /// `secretRef`, or a name taken by another).
     pub secret: Option<Secret>,
     /// The ConfigMap to apply (none when its name is taken by another object).
     pub config_map: Option<ConfigMap>,
@@ -150,7 +156,8 @@ pub fn decide(facts: &Facts<'_>, random: Random<'_>) -> Result<Decision, Error> 
     })
 }
 
-/// The keys' side of a reconcile: the generated Secret planned, or the `secretRef` checked.
+/// The keys' side of a reconcile: the generated Secret planned, the public key's Secret
+/// built, or the `secretRef` checked.
 struct Keys {
     check: Check,
     secret: Option<Secret>,
@@ -175,27 +182,30 @@ fn keys(
         next_change: None,
         notes: Vec::new(),
     };
+    // A Secret of the operator's name that this endpoint does not control is someone's data:
+    // never overwrite it. (A new endpoint of an old name also waits here until the garbage
+    // collector has removed the old endpoint's Secret.)
+    let foreign = fetched
+        .generated
+        .as_ref()
+        .is_some_and(|existing| !controlled_by(existing, &validated.owner.uid));
+    if foreign && !matches!(validated.secret, SecretPlan::Reference { .. }) {
+        let secret_name = signing_secret_name(&validated.name);
+        return Ok(refused(Check::failed(
+            "SecretNotOwned",
+            format!(
+                "Secret {secret_name} exists and is not managed by this endpoint; Hookguard \
+                 does not overwrite it: delete or rename it, or use it with \
+                 spec.secret.secretRef"
+            ),
+        )));
+    }
     match &validated.secret {
         SecretPlan::Generate {
+            encoding,
             grace_period,
             every,
         } => {
-            // A Secret of that name that this endpoint does not control is someone's data:
-            // never overwrite it. (A new endpoint of an old name also waits here until the
-            // garbage collector has removed the old endpoint's Secret.)
-            if let Some(existing) = &fetched.generated
-                && !controlled_by(existing, &validated.owner.uid)
-            {
-                let secret_name = signing_secret_name(&validated.name);
-                return Ok(refused(Check::failed(
-                    "SecretNotOwned",
-                    format!(
-                        "Secret {secret_name} exists and is not managed by this endpoint; \
-                         Hookguard does not overwrite it: delete or rename it, or use it with \
-                         spec.secret.secretRef"
-                    ),
-                )));
-            }
             // The status remembers the key IDs, never the material: when the Secret is gone,
             // the keys it held are gone with it, and senders still signing with them fail.
             let lost: Vec<String> = match &fetched.generated {
@@ -203,6 +213,7 @@ fn keys(
                 None => previous
                     .into_iter()
                     .flat_map(|status| &status.keys)
+                    .filter(|key| rotation::key_number(&key.id).is_some())
                     .filter(|key| key.expires_at.as_ref().is_none_or(|at| at.0 > now))
                     .map(|key| key.id.clone())
                     .collect(),
@@ -211,7 +222,7 @@ fn keys(
                 validated,
                 previous,
                 fetched.generated.as_ref(),
-                (*grace_period, *every),
+                (*encoding, *grace_period, *every),
                 now,
             );
             let plan = rotation::plan(input, random).map_err(Error::Random)?;
@@ -231,6 +242,7 @@ fn keys(
                 ring: Some(plan.ring),
             })
         }
+        SecretPlan::PublicKey { key } => public_key(validated, key, fetched, now),
         SecretPlan::Reference { name: secret, key } => {
             let namespace = &validated.namespace;
             let check = match fetched.referenced {
@@ -298,6 +310,70 @@ fn endpoint_id(
     Ok(hex::encode(&bytes[..16]))
 }
 
+/// The keys of a `publicKey` endpoint: the key as the one entry of the endpoint's own Secret.
+fn public_key(
+    validated: &ValidatedEndpoint,
+    key: &str,
+    fetched: &Fetched,
+    now: Timestamp,
+) -> Result<Keys, Error> {
+    let (ring, stored) = public_key_ring(key, fetched.generated.as_ref(), now);
+    let secret = build_secret(validated, &ring).map_err(Error::Build)?;
+    let secret_name = secret.metadata.name.clone().unwrap_or_default();
+    let notes = if stored {
+        vec![Note {
+            type_: EventType::Normal,
+            reason: "PublicKeyStored",
+            message: format!(
+                "stored the sender's public key from spec.secret.publicKey in Secret {secret_name}"
+            ),
+        }]
+    } else {
+        Vec::new()
+    };
+    Ok(Keys {
+        check: Check::ok(
+            "PublicKey",
+            format!(
+                "Secret {secret_name} holds the sender's public key (spec.secret.publicKey) as {PUBLIC_KEY_ID}"
+            ),
+        ),
+        secret: Some(secret),
+        secret_name: Some(secret_name),
+        ring: Some(ring),
+        next_change: None,
+        notes,
+    })
+}
+
+/// The key ring of a `publicKey` endpoint: the one key [`PUBLIC_KEY_ID`], created when the
+/// Secret (this endpoint's, `secret`) first held this text; and whether it is new there.
+fn public_key_ring(key: &str, secret: Option<&Secret>, now: Timestamp) -> (KeyRing, bool) {
+    let held = secret
+        .and_then(|secret| secret.data.as_ref())
+        .and_then(|data| data.get(PUBLIC_KEY_ID))
+        .is_some_and(|value| value.0 == key.as_bytes());
+    let created_at = secret
+        .filter(|_| held)
+        .and_then(|secret| secret.metadata.annotations.as_ref())
+        .and_then(|annotations| annotations.get(ANNOTATION_KEYS))
+        .and_then(|text| serde_json::from_str::<KeyRingMeta>(text).ok())
+        .and_then(|meta| meta.keys.into_iter().find(|k| k.id == PUBLIC_KEY_ID))
+        .map_or(now, |meta| meta.created_at);
+    let ring = KeyRing {
+        keys: vec![Key {
+            meta: KeyMeta {
+                id: PUBLIC_KEY_ID.to_owned(),
+                created_at,
+                expires_at: None,
+            },
+            material: key.to_owned(),
+        }],
+        last_rotate_request: None,
+    };
+    (ring, !held)
+}
+
 /// The key plan's input from the Secret (when this endpoint controls it: a namesake's keys
 /// are not trusted as ours), the previous status and the rotation settings (grace period,
 /// schedule).
@@ -305,14 +381,20 @@ fn plan_input<'a>(
     validated: &'a ValidatedEndpoint,
     previous: Option<&WebhookEndpointStatus>,
     secret: Option<&Secret>,
-    (grace_period, every): (std::time::Duration, Option<std::time::Duration>),
+    (encoding, grace_period, every): (
+        KeyEncoding,
+        std::time::Duration,
+        Option<std::time::Duration>,
+    ),
     now: Timestamp,
 ) -> PlanInput<'a> {
     let secret = secret.filter(|secret| controlled_by(*secret, &validated.owner.uid));
+    // Generated keys only (`k<n>`): a public key left from an earlier spec is no key to keep.
     let data: BTreeMap<String, String> = secret
         .and_then(|secret| secret.data.as_ref())
         .map(|data| {
             data.iter()
+                .filter(|(id, _)| rotation::key_number(id).is_some())
                 .filter_map(|(id, value)| {
                     Some((id.clone(), String::from_utf8(value.0.clone()).ok()?))
                 })
@@ -335,7 +417,7 @@ fn plan_input<'a>(
         .clone()
         .or_else(|| previous.and_then(|status| status.last_rotate_request.clone()));
     PlanInput {
-        scheme: validated.config.scheme,
+        encoding,
         existing: rotation::existing_keys(&data, &meta, now),
         last_rotate_request,
         rotate_request: validated.rotate_request.as_deref(),
@@ -559,6 +641,101 @@ mod tests {
             message.contains("create it with key \"secret\""),
             "{message}"
         );
+    }
+
+    const SENDGRID_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==";
+
+    fn public_key_spec() -> String {
+        format!(
+            "spec: {{scheme: SendGrid, path: /events, upstream: {{port: 8080}}, secret: {{publicKey: '{SENDGRID_KEY}'}}}}"
+        )
+    }
+
+    /// The Secret as the API server would return it after `decision` was applied: owned by
+    /// the endpoint.
+    fn applied(decision: &Decision) -> Secret {
+        let mut secret = decision.secret.clone().unwrap();
+        secret.metadata.owner_references =
+            Some(serde_json::from_value(owned_by("1f0e7c1a-0000-4000-8000-000000000001")).unwrap());
+        secret
+    }
+
+    #[test]
+    fn a_public_key_becomes_the_one_key_of_the_endpoints_own_secret() {
+        let decision = decide_for(&public_key_spec(), &Fetched::default(), None);
+        assert!(decision.refusal.is_none(), "{:?}", decision.refusal);
+        assert!(decision.became_ready);
+        let secret = decision.secret.clone().unwrap();
+        assert_eq!(secret.metadata.name.as_deref(), Some("pay-signing"));
+        let data = secret.data.clone().unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), [PUBLIC_KEY_ID]);
+        assert_eq!(data[PUBLIC_KEY_ID].0, SENDGRID_KEY.as_bytes());
+        assert_eq!(decision.status.secret_name.as_deref(), Some("pay-signing"));
+        let keys = &decision.status.keys;
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].id, PUBLIC_KEY_ID);
+        assert!(keys[0].created_at.is_some() && keys[0].expires_at.is_none());
+        assert_eq!(decision.status.last_rotate_request, None);
+        assert_eq!(decision.next_change, None, "nothing expires or rotates");
+        let reasons: Vec<_> = decision.notes.iter().map(|note| note.reason).collect();
+        assert_eq!(reasons, ["PublicKeyStored", "Ready"]);
+
+        // The next reconcile, a rotation requested on the way: the same Secret, the same
+        // creation time, nothing to say.
+        let fetched = Fetched {
+            generated: Some(applied(&decision)),
+            ..Fetched::default()
+        };
+        let mut input = endpoint(&public_key_spec());
+        input
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("hookguard.dev/rotate".into(), "now".into());
+        let validated = validate(&input).unwrap();
+        let facts = Facts {
+            validated: &validated,
+            previous: Some(&decision.status),
+            fetched: &fetched,
+            now: Timestamp::from_second(1_900_000_000).unwrap(),
+        };
+        let again = decide(&facts, &mut counter()).unwrap();
+        assert_eq!(again.secret, decision.secret);
+        assert_eq!(again.status.keys, decision.status.keys);
+        assert!(again.notes.is_empty(), "{:?}", again.notes);
+    }
+
+    #[test]
+    fn a_public_key_never_overwrites_a_foreign_secret() {
+        let foreign: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pay-signing", "ownerReferences": owned_by("someone-else")},
+        }))
+        .unwrap();
+        let fetched = Fetched {
+            generated: Some(foreign),
+            ..Fetched::default()
+        };
+        let decision = decide_for(&public_key_spec(), &fetched, None);
+        assert!(decision.secret.is_none());
+        assert!(
+            matches!(decision.refusal, Some(Error::SecretRef(ref m)) if m.contains("not managed by this endpoint"))
+        );
+    }
+
+    #[test]
+    fn a_generated_secret_after_a_public_key_holds_only_generated_keys() {
+        let first = decide_for(&public_key_spec(), &Fetched::default(), None);
+        let fetched = Fetched {
+            generated: Some(applied(&first)),
+            ..Fetched::default()
+        };
+        let spec = "spec: {scheme: StandardWebhooks, path: /events, upstream: {port: 8080}}";
+        let decision = decide_for(spec, &fetched, Some(&first.status));
+        let secret = decision.secret.unwrap();
+        let ids: Vec<_> = secret.data.unwrap().into_keys().collect();
+        assert_eq!(ids, ["k1"]);
+        let reasons: Vec<_> = decision.notes.iter().map(|note| note.reason).collect();
+        assert_eq!(reasons, ["KeyGenerated"], "no keys lost, and Ready already");
     }
 
     #[test]

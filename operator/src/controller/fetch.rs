@@ -56,7 +56,8 @@ pub enum Referenced {
 /// The endpoint's surroundings.
 #[derive(Debug, Clone, Default)]
 pub struct Fetched {
-    /// The generated signing Secret, if it exists (generated secrets only).
+    /// The operator's signing Secret, if it exists (generated keys or a public key; not for a
+    /// `secretRef`).
     pub generated: Option<Secret>,
     /// The sidecar ConfigMap, if it exists.
     pub config_map: Option<ConfigMap>,

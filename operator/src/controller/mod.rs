@@ -1,5 +1,6 @@
-//! The reconciler: each `WebhookEndpoint` becomes a signing Secret (or a checked
-//! `secretRef`), a sidecar ConfigMap and a status.
+//! The reconciler: each `WebhookEndpoint` becomes a signing Secret (generated keys, or the
+//! sender's `publicKey` copied there; or a checked `secretRef`), a sidecar ConfigMap and a
+//! status.
 //!
 //! Reconcile is a pipeline, IO at the edges and pure in the middle:
 //! [`fetch`] (client) → [`validate`] and [`conflict`] (pure) → [`decide`] (pure, with

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use hookguard_api::config::Scheme;
+use hookguard_api::validation::{self, Invalid};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 pub use hookguard_api::keys::{KeyMeta, KeyRingMeta};
@@ -83,8 +84,8 @@ pub struct Plan {
 /// What [`plan`] works from.
 #[derive(Debug, Clone)]
 pub struct PlanInput<'a> {
-    /// The scheme (decides the key encoding).
-    pub scheme: Scheme,
+    /// How new keys are written.
+    pub encoding: KeyEncoding,
     /// The keys the Secret holds now (material and annotation joined), any order.
     pub existing: Vec<Key>,
     /// The Secret's last acted-on rotation request, else the status's.
@@ -141,7 +142,7 @@ pub fn plan(
     random: &mut dyn FnMut() -> Result<[u8; KEY_BYTES], getrandom::Error>,
 ) -> Result<Plan, getrandom::Error> {
     let PlanInput {
-        scheme,
+        encoding,
         existing,
         last_rotate_request,
         rotate_request,
@@ -167,7 +168,7 @@ pub fn plan(
                 created_at,
                 expires_at: None,
             },
-            material: encode_key(scheme, &random()?),
+            material: encode_key(encoding, &random()?),
         })
     };
 
@@ -232,21 +233,52 @@ pub fn plan(
     })
 }
 
-/// Encodes random bytes as the scheme's senders hand out secrets, and as the sidecar's key
-/// loader reads them:
-/// - StandardWebhooks: `whsec_` + standard base64 of the bytes (the sidecar decodes it);
-/// - Stripe: `whsec_` + lower-case hex. Stripe uses its secret string verbatim as the HMAC
-///   key, so any printable form works; this one looks like Stripe's own and is shell-safe;
-/// - Generic, GitHub, Slack, Shopify: lower-case hex, used verbatim as the HMAC key (what a
-///   person pastes into the sender's settings).
-pub fn encode_key(scheme: Scheme, bytes: &[u8]) -> String {
-    match scheme {
-        Scheme::StandardWebhooks => format!(
+/// How generated key material is written for a scheme, as its senders hand out secrets
+/// and as the sidecar's key loader reads them. Only schemes whose receiver chooses the secret
+/// have one: for a scheme whose sender issues it there is no encoding, so no key can be
+/// generated for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEncoding {
+    /// Lower-case hex, used verbatim as the HMAC key (what a person pastes into the
+    /// sender's settings): Generic, GitHub, Slack, Shopify.
+    Hex,
+    /// `whsec_` + lower-case hex: Stripe uses its secret string verbatim as the HMAC key,
+    /// so any printable form works; this one looks like Stripe's own and is shell-safe.
+    WhsecHex,
+    /// `whsec_` + standard base64 of the bytes (the sidecar decodes it): StandardWebhooks.
+    WhsecBase64,
+}
+
+impl KeyEncoding {
+    /// The encoding of `scheme`'s generated keys, or why the operator cannot generate one
+    /// (the sender issues the secret).
+    pub fn for_scheme(scheme: Scheme) -> Result<KeyEncoding, Invalid> {
+        match scheme {
+            Scheme::Generic | Scheme::GitHub | Scheme::Slack | Scheme::Shopify => {
+                Ok(KeyEncoding::Hex)
+            }
+            Scheme::Stripe => Ok(KeyEncoding::WhsecHex),
+            Scheme::StandardWebhooks => Ok(KeyEncoding::WhsecBase64),
+            Scheme::Twilio
+            | Scheme::Zoom
+            | Scheme::Paddle
+            | Scheme::Linear
+            | Scheme::Square
+            | Scheme::Mailgun
+            | Scheme::SendGrid => Err(validation::generate_refused(scheme)),
+        }
+    }
+}
+
+/// Encodes random bytes as `encoding` says.
+pub fn encode_key(encoding: KeyEncoding, bytes: &[u8]) -> String {
+    match encoding {
+        KeyEncoding::WhsecBase64 => format!(
             "whsec_{}",
             base64::engine::general_purpose::STANDARD.encode(bytes)
         ),
-        Scheme::Stripe => format!("whsec_{}", hex::encode(bytes)),
-        Scheme::Generic | Scheme::GitHub | Scheme::Slack | Scheme::Shopify => hex::encode(bytes),
+        KeyEncoding::WhsecHex => format!("whsec_{}", hex::encode(bytes)),
+        KeyEncoding::Hex => hex::encode(bytes),
     }
 }
 
@@ -277,7 +309,7 @@ mod tests {
 
     fn input(existing: Vec<Key>, now: Timestamp) -> PlanInput<'static> {
         PlanInput {
-            scheme: Scheme::Generic,
+            encoding: KeyEncoding::Hex,
             existing,
             last_rotate_request: None,
             rotate_request: None,
@@ -396,6 +428,31 @@ mod tests {
         "0101010101010101010101010101010101010101010101010101010101010101"
     )]
     fn keys_are_encoded_per_scheme(#[case] scheme: Scheme, #[case] expected: &str) {
-        assert_eq!(encode_key(scheme, &[1u8; 32]), expected);
+        let encoding = KeyEncoding::for_scheme(scheme).unwrap();
+        assert_eq!(encode_key(encoding, &[1u8; 32]), expected);
+    }
+
+    /// The CRD refuses `secret.generate` by [`Scheme::receiver_chooses_secret`]; the
+    /// operator, by having no encoding. The two say the same.
+    #[test]
+    fn only_schemes_whose_receiver_chooses_the_secret_have_an_encoding() {
+        for scheme in Scheme::ALL {
+            match KeyEncoding::for_scheme(scheme) {
+                Ok(_) => assert!(scheme.receiver_chooses_secret(), "{scheme:?}"),
+                Err(refusal) => {
+                    assert!(!scheme.receiver_chooses_secret(), "{scheme:?}");
+                    assert_eq!(refusal.field, "secret.generate");
+                    assert!(
+                        refusal.problem.contains("spec.secret.secretRef"),
+                        "{refusal}"
+                    );
+                }
+            }
+        }
+        let twilio = KeyEncoding::for_scheme(Scheme::Twilio).unwrap_err();
+        assert_eq!(
+            twilio.problem,
+            "Twilio issues the signing secret (the Auth Token): store it in a Secret and set spec.secret.secretRef"
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! reported Ready is a file the sidecar accepts. The CRD's CEL rules state the same rules for
 //! the API server; an object stored under an older schema (or written with validation off)
 //! still becomes a clear condition here, never a ConfigMap the sidecar cannot load. Only what
-//! the file cannot express (metadata, the secret source, rotation) is checked here alone.
+//! the file cannot express (metadata, rotation) is checked here alone; the secret source is
+//! checked with the shared rules the CRD states too ([`validation::secret_source`],
+//! [`validation::public_key`]).
 
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use hookguard_api::names::SIDECAR_SECRET_ROOT;
 use hookguard_api::validation::{self, Invalid};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource as _;
+
+use super::rotation::KeyEncoding;
 
 /// The CRD's lower bound for `rotation.every`: rotating more often would churn senders.
 const MIN_ROTATION_EVERY: Duration = Duration::from_secs(3600);
@@ -32,9 +36,15 @@ pub enum ValidateError {
     /// A field breaks the shared rules; the text the sidecar would print, under `spec.`.
     #[error("spec.{}: {}", .0.field, .0.problem)]
     Field(Invalid),
-    /// Not exactly one of `secret.generate` and `secret.secretRef`.
-    #[error("set exactly one of spec.secret.generate and spec.secret.secretRef")]
+    /// Not exactly one of `secret.generate`, `secret.secretRef` and `secret.publicKey`.
+    #[error(
+        "set exactly one of spec.secret.generate, spec.secret.secretRef and spec.secret.publicKey"
+    )]
     SecretSource,
+    /// The secret source cannot serve the scheme (a generated secret where the sender issues
+    /// it, a public key where it signs with a secret), or the public key is malformed.
+    #[error("spec.{}: {}", .0.field, .0.problem)]
+    Secret(Invalid),
     /// Not exactly one of `idempotencyKey.header` and `idempotencyKey.jsonPointer`.
     #[error("set exactly one of spec.idempotencyKey.header and spec.idempotencyKey.jsonPointer")]
     IdempotencyKey,
@@ -51,6 +61,8 @@ impl From<Invalid> for ValidateError {
 pub enum SecretPlan {
     /// The operator generates and rotates the keys in its own Secret.
     Generate {
+        /// How new keys are written (the scheme's).
+        encoding: KeyEncoding,
         /// How long a rotated-out key stays valid.
         grace_period: Duration,
         /// Rotate when the current key is this old.
@@ -61,6 +73,12 @@ pub enum SecretPlan {
         /// The Secret's name, in the endpoint's namespace.
         name: String,
         /// The key in it.
+        key: String,
+    },
+    /// The sender's public key from the spec, copied into the operator's own Secret as its
+    /// only key; never rotated (the sender changes it, then the spec).
+    PublicKey {
+        /// The key as written (checked with [`validation::public_key`]).
         key: String,
     },
 }
@@ -146,6 +164,7 @@ pub fn sidecar_config(
         path: spec.path.clone(),
         scheme: spec.scheme,
         generic: spec.generic.clone(),
+        public_url: spec.public_url.clone(),
         upstream: Upstream {
             port,
             path: spec.upstream.path.clone(),
@@ -182,8 +201,10 @@ fn delivery(spec: &DeliverySpec) -> Delivery {
 
 /// Where the keys come from, parsed.
 fn secret_plan(spec: &WebhookEndpointSpec) -> Result<SecretPlan, ValidateError> {
-    match (&spec.secret.generate, &spec.secret.secret_ref) {
-        (Some(_), None) => {
+    let source = &spec.secret;
+    match (&source.generate, &source.secret_ref, &source.public_key) {
+        (Some(_), None, None) => {
+            let encoding = KeyEncoding::for_scheme(spec.scheme).map_err(ValidateError::Secret)?;
             let grace_period =
                 validation::duration("rotation.gracePeriod", &spec.rotation.grace_period)?;
             let every = match &spec.rotation.every {
@@ -202,14 +223,19 @@ fn secret_plan(spec: &WebhookEndpointSpec) -> Result<SecretPlan, ValidateError> 
                 }
             };
             Ok(SecretPlan::Generate {
+                encoding,
                 grace_period,
                 every,
             })
         }
-        (None, Some(reference)) => Ok(SecretPlan::Reference {
+        (None, Some(reference), None) => Ok(SecretPlan::Reference {
             name: reference.name.clone(),
             key: reference.key.clone(),
         }),
+        (None, None, Some(key)) => {
+            validation::public_key(spec.scheme, key).map_err(ValidateError::Secret)?;
+            Ok(SecretPlan::PublicKey { key: key.clone() })
+        }
         _ => Err(ValidateError::SecretSource),
     }
 }
@@ -232,6 +258,7 @@ mod tests {
         assert_eq!(
             valid.secret,
             SecretPlan::Generate {
+                encoding: KeyEncoding::WhsecHex,
                 grace_period: Duration::from_secs(24 * 3600),
                 every: None
             }
@@ -310,6 +337,96 @@ mod tests {
         }
     }
 
+    const SENDGRID_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEyTNmjB73HmMlMEzDevoAeizGRViGh06fg6Dyj3w3i9IzakbbXyN5ew/WORUKmo4GUSDpHu+0YsYgVopyGh7Nw==";
+
+    #[test]
+    fn public_url_and_an_unset_tolerance_reach_the_file() {
+        let valid = validate(&endpoint(
+            "spec: {scheme: Twilio, path: /voice, upstream: {port: 1}, publicUrl: 'https://example.com/voice',\n  \
+             secret: {secretRef: {name: auth-token, key: token}}}",
+        ))
+        .unwrap();
+        assert_eq!(
+            valid.config.public_url.as_deref(),
+            Some("https://example.com/voice")
+        );
+        assert_eq!(valid.config.replay.tolerance, None, "the scheme's default");
+        let file = serde_json::to_string(&valid.config).unwrap();
+        assert!(
+            file.contains(r#""publicUrl":"https://example.com/voice""#),
+            "{file}"
+        );
+        assert!(!file.contains("tolerance"), "{file}");
+
+        let set = validate(&endpoint(
+            "spec: {scheme: Stripe, path: /h, upstream: {port: 1}, replay: {tolerance: 1m}}",
+        ))
+        .unwrap();
+        assert_eq!(set.config.replay.tolerance.as_deref(), Some("1m"));
+    }
+
+    #[test]
+    fn a_public_key_is_checked_and_carried() {
+        let valid = validate(&endpoint(&format!(
+            "spec: {{scheme: SendGrid, path: /events, upstream: {{port: 1}}, secret: {{publicKey: '{SENDGRID_KEY}'}}}}"
+        )))
+        .unwrap();
+        assert_eq!(
+            valid.secret,
+            SecretPlan::PublicKey {
+                key: SENDGRID_KEY.into()
+            }
+        );
+    }
+
+    /// Refusals of the secret source and of the new schemes' rules, with the words the CRD's
+    /// CEL rules use.
+    #[rstest::rstest]
+    #[case::twilio_generated(
+        "scheme: Twilio, path: /h, upstream: {port: 80}, publicUrl: 'https://example.com/h'",
+        "spec.secret.generate: Twilio issues the signing secret (the Auth Token): store it in a Secret and set spec.secret.secretRef"
+    )]
+    #[case::zoom_generated(
+        "scheme: Zoom, path: /h, upstream: {port: 80}, secret: {generate: {}}",
+        "Zoom issues the signing secret (the app's Secret Token)"
+    )]
+    #[case::sendgrid_generated(
+        "scheme: SendGrid, path: /h, upstream: {port: 80}",
+        "set spec.secret.publicKey to it"
+    )]
+    #[case::public_key_on_stripe(
+        "scheme: Stripe, path: /h, upstream: {port: 80}, secret: {publicKey: 'whpk_Yaqhe59L0dNBvZ45MDCeSVPwo/TN1WPwclvSyOSbYPA='}",
+        "spec.secret.publicKey: Stripe signs with a shared secret"
+    )]
+    #[case::short_public_key(
+        "scheme: SendGrid, path: /h, upstream: {port: 80}, secret: {publicKey: MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE}",
+        "spec.secret.publicKey: decodes to 27 bytes, not the 91 of a P-256 public key; paste SendGrid's Verification Key"
+    )]
+    #[case::whsec_as_public_key(
+        "scheme: StandardWebhooks, path: /h, upstream: {port: 80}, secret: {publicKey: whsec_abc}",
+        "is a signing secret (whsec_…), not a public key"
+    )]
+    #[case::three_sources(
+        "scheme: SendGrid, path: /h, upstream: {port: 80}, secret: {publicKey: x, secretRef: {name: s}}",
+        "set exactly one of spec.secret.generate, spec.secret.secretRef and spec.secret.publicKey"
+    )]
+    #[case::no_public_url(
+        "scheme: Square, path: /h, upstream: {port: 80}, secret: {secretRef: {name: s}}",
+        "spec.publicUrl: Square signs the URL it calls"
+    )]
+    #[case::twilio_event_types(
+        "scheme: Twilio, path: /h, upstream: {port: 80}, publicUrl: 'https://e.com/h', secret: {secretRef: {name: s}}, eventTypes: [a]",
+        "spec.eventTypes: Twilio deliveries carry no single event type to filter on"
+    )]
+    #[case::paddle_window(
+        "scheme: Paddle, path: /h, upstream: {port: 80}, secret: {secretRef: {name: s}}, replay: {window: 9s}",
+        "spec.replay.window: must be at least twice replay.tolerance (5s, the Paddle default)"
+    )]
+    fn secret_sources_and_sender_rules_are_refused(#[case] spec: &str, #[case] expected: &str) {
+        let err = validate(&endpoint(&format!("spec: {{{spec}}}"))).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+
     #[rstest::rstest]
     #[case::relative_path("path: hook, upstream: {port: 80}", "spec.path")]
     #[case::port_zero("path: /h, upstream: {port: 0}", "spec.upstream.port: 0 is not a port")]
@@ -342,6 +459,10 @@ mod tests {
         "exactly one"
     )]
     #[case::no_source("path: /h, upstream: {port: 80}, secret: {}", "exactly one")]
+    #[case::default_window(
+        "path: /h, upstream: {port: 80}, replay: {window: 9m}",
+        "(5m, the Stripe default)"
+    )]
     #[case::both_keys(
         "path: /h, upstream: {port: 80}, idempotencyKey: {header: a, jsonPointer: /b}",
         "idempotencyKey"

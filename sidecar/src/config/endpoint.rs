@@ -67,7 +67,7 @@ impl Endpoint {
         // A delivery ID from a header is signed by no scheme: with one, a captured delivery
         // could be replayed under fresh IDs within the tolerance, so the body hash is claimed
         // too.
-        let dedup_on_body = !config.scheme.signs_id_or_timestamp()
+        let dedup_on_body = !config.scheme.default_id_is_signed()
             || matches!(checked.key_source, Some(KeySource::Header(_)));
         Endpoint {
             name: config.name,
@@ -79,6 +79,7 @@ impl Endpoint {
                 key_source: checked.key_source,
                 keys,
                 tolerance: checked.tolerance,
+                public_url: checked.public_url,
             }),
             upstream_port: config.upstream.port,
             upstream_path: config.upstream.path,

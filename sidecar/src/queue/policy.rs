@@ -193,6 +193,7 @@ mod tests {
             path: "/h".into(),
             scheme: hookguard_api::Scheme::Generic,
             generic: None,
+            public_url: None,
             upstream: hookguard_api::Upstream {
                 port: 8080,
                 path: None,

@@ -274,7 +274,9 @@ fn slack_signed(body: &'static str) -> Request<Full<Bytes>> {
         hookguard_api::config::Scheme::Slack,
         SECRET.as_bytes(),
         &delivery,
-    ) {
+    )
+    .unwrap()
+    {
         request = request.header(name, value);
     }
     request

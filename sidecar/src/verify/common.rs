@@ -182,3 +182,58 @@ impl Candidates {
         found.into()
     }
 }
+
+/// Like [`decode_base64`], but only the canonical encoding (padded, no stray bits) can match:
+/// Standard Webhooks' libraries compare the padded base64 string, so `…` without its `=` is
+/// no match there, and it is none here (a mismatch, not a malformed header).
+pub(super) fn decode_base64_canonical(value: &[u8]) -> Result<Presented, ()> {
+    let presented = decode_base64(value)?;
+    Ok(presented.filter(|bytes| {
+        let mut canonical = [0_u8; 44];
+        base64::engine::general_purpose::STANDARD
+            .encode_slice(bytes, &mut canonical)
+            .is_ok_and(|n| canonical.get(..n) == Some(value))
+    }))
+}
+
+/// Decodes standard base64 (padding optional) into `buf`; `Ok(None)` when it decodes to more
+/// than `buf` holds (it cannot match), `Err` for an empty value or characters outside the
+/// alphabet.
+pub(super) fn decode_base64_into<'b>(
+    value: &[u8],
+    buf: &'b mut [u8],
+) -> Result<Option<&'b [u8]>, ()> {
+    if value.is_empty() {
+        return Err(());
+    }
+    match BASE64_LENIENT_PADDING.decode_slice(value, buf) {
+        Ok(n) => Ok(buf.get(..n)),
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => Ok(None),
+        Err(base64::DecodeSliceError::DecodeError(_)) => Err(()),
+    }
+}
+
+/// Whether the request declares a form body (`application/x-www-form-urlencoded`).
+pub(super) fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .get(..33)
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        })
+}
+
+/// The first value of form field `name` in a form body, decoded (`+` is a space).
+pub(super) fn form_field<'a>(body: &'a [u8], name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    form_urlencoded::parse(body)
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// Lower-case hex of SHA-256 over `body`.
+pub(super) fn sha256_hex(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(body))
+}

@@ -12,7 +12,10 @@ use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 
 use super::common;
-use super::{KeySource, Rejection, Scheme, Verifier, github, shopify, standard_webhooks};
+use super::{
+    KeySource, Rejection, Scheme, Verifier, github, linear, mailgun, shopify, slack,
+    standard_webhooks, twilio,
+};
 
 /// Longest accepted delivery ID, in bytes.
 const MAX_ID_LEN: usize = 256;
@@ -34,6 +37,16 @@ impl<'a> Delivery<'a> {
             body,
             json: OnceCell::new(),
         }
+    }
+
+    /// The request's headers.
+    pub fn headers(&self) -> &'a HeaderMap {
+        self.headers
+    }
+
+    /// The raw body.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
     }
 
     fn json_pointer(&self, pointer: &str) -> Option<&Value> {
@@ -80,17 +93,39 @@ impl Verifier {
                 }
                 Scheme::Stripe => id_from_json(delivery, "/id"),
                 Scheme::GitHub => id_from_header(headers, &github::DELIVERY),
-                Scheme::Slack => id_from_json(delivery, "/event_id"),
+                Scheme::Slack => slack_id(delivery),
                 Scheme::Shopify => {
                     id_from_either(headers, &shopify::WEBHOOK_ID, &shopify::WEBHOOK_ID_NEW)
                 }
+                Scheme::Twilio => id_from_header(headers, &twilio::IDEMPOTENCY_TOKEN),
+                Scheme::Linear => id_from_header(headers, &linear::DELIVERY),
+                Scheme::Paddle | Scheme::Square => id_from_json(delivery, "/event_id"),
+                // The token is what Mailgun signs: the replay key its documentation names.
+                Scheme::Mailgun => {
+                    let signed = mailgun::signed(headers, delivery.body)
+                        .map_err(|_| Rejection::MissingDeliveryId)?;
+                    match signed.token {
+                        Cow::Borrowed(token) => checked_id(token.as_bytes()).map(Cow::Borrowed),
+                        Cow::Owned(token) => {
+                            checked_id(token.as_bytes())?;
+                            Ok(Cow::Owned(token))
+                        }
+                    }
+                }
+                // Neither sends an ID: the digest of the signed body is one (a retry carries
+                // the same body).
+                Scheme::Zoom | Scheme::SendGrid => Ok(Cow::Owned(format!(
+                    "sha256:{}",
+                    common::sha256_hex(delivery.body)
+                ))),
             },
         }
     }
 
     /// Whether a verified request is the sender's endpoint handshake rather than an event:
     /// Slack's `url_verification`, signed but without an event ID. Answering its challenge is
-    /// idempotent, so the sidecar forwards it without a claim instead of refusing it.
+    /// idempotent (and a repeat must be answered again, not as a duplicate), so the sidecar
+    /// forwards it without a claim.
     pub fn is_handshake(&self, delivery: &Delivery<'_>) -> bool {
         self.scheme == Scheme::Slack
             && delivery.json_str("/type").as_deref() == Some("url_verification")
@@ -102,16 +137,7 @@ impl Verifier {
     /// come form-encoded and whose answer the user sees.
     pub fn needs_app_answer(&self, delivery: &Delivery<'_>) -> bool {
         self.scheme == Scheme::Slack
-            && (self.is_handshake(delivery)
-                || delivery
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| {
-                        v.trim_start()
-                            .to_ascii_lowercase()
-                            .starts_with("application/x-www-form-urlencoded")
-                    }))
+            && (self.is_handshake(delivery) || common::is_form(delivery.headers))
     }
 
     /// The delivery's event type, if the scheme (or, for Generic, the configuration) says
@@ -120,14 +146,22 @@ impl Verifier {
         let headers = delivery.headers;
         match self.scheme {
             Scheme::Generic => header_str(headers, self.generic.event_type.as_ref()?),
-            Scheme::StandardWebhooks | Scheme::Stripe => delivery.json_str("/type"),
+            Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Linear | Scheme::Square => {
+                delivery.json_str("/type")
+            }
             Scheme::GitHub => header_str(headers, &github::EVENT),
-            // Events API callbacks wrap the event; other payloads carry a top-level type.
+            // Events API callbacks wrap the event; other payloads carry a top-level type; a
+            // slash command names its command, an interactive payload its type.
+            Scheme::Slack if common::is_form(headers) => slack::form_event_type(delivery.body),
             Scheme::Slack => delivery
                 .json_str("/event/type")
                 .or_else(|| delivery.json_str("/type")),
             Scheme::Shopify => header_str(headers, &shopify::TOPIC)
                 .or_else(|| header_str(headers, &shopify::TOPIC_NEW)),
+            Scheme::Zoom => delivery.json_str("/event"),
+            Scheme::Paddle => delivery.json_str("/event_type"),
+            Scheme::Mailgun => delivery.json_str("/event-data/event"),
+            Scheme::Twilio | Scheme::SendGrid => None,
         }
     }
 }
@@ -167,6 +201,26 @@ impl Verifier {
         };
         kind.filter(|k| !k.is_empty()).map(Cow::into_owned)
     }
+}
+
+/// Slack: the Events API's `event_id` for JSON bodies (an event without one is refused, as
+/// before). Slash commands and interactive payloads (form bodies) and empty bodies carry no
+/// ID: theirs is `{timestamp}:{hex SHA-256 of the body}`, bound to what is signed, so a
+/// replay within the tolerance is a duplicate and after it the timestamp refuses it.
+fn slack_id<'a>(delivery: &'a Delivery<'a>) -> Result<Cow<'a, str>, Rejection> {
+    if !common::is_form(delivery.headers) && !delivery.body.is_empty() {
+        return id_from_json(delivery, "/event_id");
+    }
+    let ts = delivery
+        .headers
+        .get(&slack::TIMESTAMP)
+        .map(http::HeaderValue::as_bytes)
+        .and_then(|ts| checked_id(ts).ok())
+        .ok_or(Rejection::MissingDeliveryId)?;
+    Ok(Cow::Owned(format!(
+        "{ts}:{}",
+        common::sha256_hex(delivery.body)
+    )))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, str>> {

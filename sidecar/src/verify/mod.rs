@@ -16,127 +16,32 @@ mod common;
 mod delivery;
 mod generic;
 mod github;
+mod keys;
+mod linear;
+mod mailgun;
+mod paddle;
+mod sendgrid;
 mod shopify;
 mod slack;
+mod square;
 mod standard_webhooks;
 mod stripe;
 #[cfg(test)]
 mod tests;
+mod twilio;
+mod zoom;
 
-use std::fmt;
 use std::time::Duration;
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac as _};
+use hmac::Mac as _;
 use http::{HeaderMap, HeaderName, StatusCode};
-use sha2::Sha256;
 
 use crate::rescue::Outcome;
 
 pub use delivery::Delivery;
 pub use hookguard_api::Scheme;
-
-/// One signing key, keyed into HMAC-SHA256 once at load time.
-///
-/// Verification clones the keyed state, so the key pads are not recomputed per request.
-/// `Debug` prints the id only.
-#[derive(Clone)]
-pub struct SigningKey {
-    id: String,
-    mac: Hmac<Sha256>,
-    /// [`hookguard_api::admin::key_fingerprint`] of the file's content, for `GET /keys`.
-    fingerprint: String,
-}
-
-impl SigningKey {
-    /// Builds a key for `scheme` from a secret file's bytes.
-    ///
-    /// `id` is the key's file name (for logs and status). `secret` is the file content exactly
-    /// as mounted; one trailing `"\n"` or `"\r\n"` is stripped because secrets are often
-    /// created with `echo`, nothing else is. Standard Webhooks secrets are `whsec_` (optional)
-    /// followed by standard base64 of the key bytes; every other scheme uses the bytes verbatim,
-    /// as its sender does (a Stripe `whsec_…` secret included).
-    pub fn new(scheme: Scheme, id: impl Into<String>, secret: &[u8]) -> Result<Self, KeyError> {
-        let fingerprint = hookguard_api::admin::key_fingerprint(secret);
-        let secret = strip_one_newline(secret);
-        let mac = if scheme == Scheme::StandardWebhooks {
-            let encoded = secret.strip_prefix(b"whsec_").unwrap_or(secret);
-            if encoded.is_empty() {
-                return Err(KeyError::Empty);
-            }
-            // The decoded key lives only as long as this call; the HMAC keeps its own pads.
-            let key = common::BASE64_LENIENT_PADDING
-                .decode(encoded)
-                .map_err(|_| KeyError::NotBase64)?;
-            new_mac(&key)?
-        } else {
-            new_mac(secret)?
-        };
-        Ok(Self {
-            id: id.into(),
-            mac,
-            fingerprint,
-        })
-    }
-
-    /// The key's id (its file name).
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The public fingerprint of the key file's content
-    /// ([`hookguard_api::admin::key_fingerprint`]), computed when the key was loaded.
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
-    }
-
-    /// A fresh HMAC state keyed with this key.
-    fn mac(&self) -> Hmac<Sha256> {
-        self.mac.clone()
-    }
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-fn strip_one_newline(secret: &[u8]) -> &[u8] {
-    secret
-        .strip_suffix(b"\r\n")
-        .or_else(|| secret.strip_suffix(b"\n"))
-        .unwrap_or(secret)
-}
-
-fn new_mac(key: &[u8]) -> Result<Hmac<Sha256>, KeyError> {
-    if key.is_empty() {
-        // HMAC would accept it, but an empty key authenticates nothing.
-        return Err(KeyError::Empty);
-    }
-    <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).map_err(|_| KeyError::Unusable)
-}
-
-/// Why a secret file cannot be used as a signing key. Never carries the material.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum KeyError {
-    /// The file is empty (after one trailing newline, and a `whsec_` prefix, were removed).
-    #[error(
-        "the signing secret is empty: write the secret into the file (one trailing newline is ignored)"
-    )]
-    Empty,
-    /// A Standard Webhooks secret whose part after `whsec_` is not base64.
-    #[error(
-        "the signing secret is not valid for Standard Webhooks: a Standard Webhooks secret is `whsec_` followed by base64 (standard alphabet) of the key bytes"
-    )]
-    NotBase64,
-    /// The HMAC implementation refused the key (HMAC-SHA256 accepts any length, so this
-    /// indicates a bug rather than a bad file).
-    #[error("the signing secret could not be used as an HMAC-SHA256 key")]
-    Unusable,
-}
+pub use hookguard_api::validation::PublicUrl;
+pub use keys::{KeyError, SigningKey};
 
 // Where the delivery ID comes from, and the Generic scheme's headers: parsed by the shared
 // rules (`hookguard_api::validation`), so the operator and the sidecar agree on them.
@@ -156,6 +61,8 @@ pub struct VerifierSettings {
     /// For schemes with a signed timestamp: `|now - ts| <= tolerance` (whole seconds,
     /// inclusive) is accepted.
     pub tolerance: Duration,
+    /// The URL the sender calls, for schemes that sign it (Twilio, Square).
+    pub public_url: Option<PublicUrl>,
 }
 
 /// Verifies one endpoint's deliveries. Built once per configuration (re)load; `Debug` shows
@@ -167,6 +74,7 @@ pub struct Verifier {
     key_source: Option<KeySource>,
     keys: Vec<SigningKey>,
     tolerance_secs: u64,
+    public_url: Option<PublicUrl>,
 }
 
 impl Verifier {
@@ -178,6 +86,7 @@ impl Verifier {
             key_source: settings.key_source,
             keys: settings.keys,
             tolerance_secs: settings.tolerance.as_secs(),
+            public_url: settings.public_url,
         }
     }
 
@@ -191,12 +100,26 @@ impl Verifier {
         &self.keys
     }
 
+    /// Checks the signature (and, where the scheme signs one, the timestamp) of a delivery
+    /// that came without a query string. See [`Verifier::verify_request`].
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), Rejection> {
+        self.verify_request(None, headers, body, now_unix)
+    }
+
     /// Checks the signature (and, where the scheme signs one, the timestamp) of a delivery.
+    /// `query` is the request's query string as received (without `?`): Twilio and Square
+    /// sign the URL they call, query included.
     ///
     /// Nothing else may happen to the delivery, in particular no dedup claim, before this
     /// returns `Ok`. Header problems are found before the timestamp, and the timestamp before
-    /// any HMAC is computed, so malformed and stale requests are cheap to refuse.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), Rejection> {
+    /// any signature is computed, so malformed and stale requests are cheap to refuse.
+    pub fn verify_request(
+        &self,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<(), Rejection> {
         match self.scheme {
             Scheme::Generic => generic::verify(self, headers, body),
             Scheme::StandardWebhooks => standard_webhooks::verify(self, headers, body, now_unix),
@@ -204,6 +127,23 @@ impl Verifier {
             Scheme::GitHub => github::verify(self, headers, body),
             Scheme::Slack => slack::verify(self, headers, body, now_unix),
             Scheme::Shopify => shopify::verify(self, headers, body),
+            Scheme::Twilio => twilio::verify(self, query, headers, body),
+            Scheme::Zoom => zoom::verify(self, headers, body, now_unix),
+            Scheme::Paddle => paddle::verify(self, headers, body, now_unix),
+            Scheme::Linear => linear::verify(self, headers, body, now_unix),
+            Scheme::Square => square::verify(self, query, headers, body),
+            Scheme::Mailgun => mailgun::verify(self, headers, body, now_unix),
+            Scheme::SendGrid => sendgrid::verify(self, headers, body, now_unix),
+        }
+    }
+
+    /// The answer the sidecar gives itself, without the app, to a verified request that is
+    /// the sender's endpoint check rather than an event: Zoom's `endpoint.url_validation`,
+    /// whose answer needs the secret the app does not hold. `None` for everything else.
+    pub fn self_answer(&self, delivery: &Delivery<'_>) -> Option<bytes::Bytes> {
+        match self.scheme {
+            Scheme::Zoom => zoom::url_validation_answer(self, delivery),
+            _ => None,
         }
     }
 
@@ -216,28 +156,41 @@ impl Verifier {
         }
     }
 
-    /// Whether any key's MAC over the concatenation of `parts` equals any candidate.
+    /// Whether any HMAC-SHA256 key's MAC over the concatenation of `parts` equals any
+    /// candidate.
     fn check_signature(
         &self,
         parts: &[&[u8]],
         candidates: &common::Candidates,
     ) -> Result<(), Rejection> {
+        if self.matching_key(parts, candidates).is_some() {
+            Ok(())
+        } else {
+            Err(Rejection::SignatureMismatch)
+        }
+    }
+
+    /// The first HMAC-SHA256 key whose MAC over the concatenation of `parts` equals any
+    /// candidate.
+    fn matching_key(
+        &self,
+        parts: &[&[u8]],
+        candidates: &common::Candidates,
+    ) -> Option<&SigningKey> {
         // A presented signature of the wrong length cannot match: skip the HMAC work.
         if candidates.is_empty() {
-            return Err(Rejection::SignatureMismatch);
+            return None;
         }
-        for key in &self.keys {
-            let mut mac = key.mac();
+        self.keys.iter().find(|key| {
+            let Some(mut mac) = key.hmac_sha256() else {
+                return false;
+            };
             // Fed piece by piece: the signed content is never copied into a new buffer.
             for part in parts {
                 mac.update(part);
             }
-            let computed = mac.finalize().into_bytes();
-            if candidates.contains(computed.as_slice()) {
-                return Ok(());
-            }
-        }
-        Err(Rejection::SignatureMismatch)
+            candidates.contains(mac.finalize().into_bytes().as_slice())
+        })
     }
 }
 
@@ -270,18 +223,23 @@ pub enum Rejection {
     /// `[A-Za-z0-9._~:@+/=-]`.
     #[error("delivery ID is not 1 to 256 characters of [A-Za-z0-9._~:@+/=-]")]
     InvalidDeliveryId,
+    /// A part of the body the scheme needs before it can check the signature (Linear's
+    /// `webhookTimestamp`, Mailgun's signature block) is absent or unusable.
+    #[error("the body is malformed: {0}")]
+    MalformedBody(&'static str),
 }
 
 impl Rejection {
     /// Every [`metric_label`](Self::metric_label), so each endpoint's rejection series can be
     /// created once at config load and the label set stays bounded.
-    pub const METRIC_LABELS: [&'static str; 6] = [
+    pub const METRIC_LABELS: [&'static str; 7] = [
         "missing_header",
         "malformed_header",
         "signature_mismatch",
         "timestamp_outside_tolerance",
         "missing_delivery_id",
         "invalid_delivery_id",
+        "malformed_body",
     ];
 
     /// What the sender is answered: [`Outcome::BadRequest`] for a request that is not a
@@ -292,7 +250,8 @@ impl Rejection {
             Self::MissingHeader(_)
             | Self::MalformedHeader { .. }
             | Self::MissingDeliveryId
-            | Self::InvalidDeliveryId => Outcome::BadRequest,
+            | Self::InvalidDeliveryId
+            | Self::MalformedBody(_) => Outcome::BadRequest,
             Self::SignatureMismatch | Self::TimestampOutsideTolerance => Outcome::Unauthorized,
         }
     }
@@ -312,6 +271,7 @@ impl Rejection {
             Self::TimestampOutsideTolerance => "timestamp_outside_tolerance",
             Self::MissingDeliveryId => "missing_delivery_id",
             Self::InvalidDeliveryId => "invalid_delivery_id",
+            Self::MalformedBody(_) => "malformed_body",
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Slack: `X-Slack-Signature: v0=<lower-case hex>` over `v0:{timestamp}:{body}`, with the
 //! timestamp in `X-Slack-Request-Timestamp`.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName};
 
 use super::common::{self, Candidates};
 use super::{Rejection, Verifier};
 
-static TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
+pub(super) static TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
 static SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
 
 pub(super) fn verify(
@@ -27,4 +29,19 @@ pub(super) fn verify(
         .map_err(|()| common::malformed(&SIGNATURE, "expected lower-case hex"))?;
     v.check_timestamp(ts, now_unix)?;
     v.check_signature(&[b"v0:", ts_raw, b":", body], &Candidates::one(presented))
+}
+
+/// The event type of a form-encoded Slack payload: a slash command's `command` (such as
+/// `/weather`), or an interactive payload's `type` (such as `block_actions`).
+pub(super) fn form_event_type(body: &[u8]) -> Option<Cow<'_, str>> {
+    if let Some(payload) = common::form_field(body, "payload") {
+        #[derive(serde::Deserialize)]
+        struct Kind {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+        }
+        let kind: Kind = serde_json::from_str(&payload).ok()?;
+        return kind.kind.filter(|k| !k.is_empty()).map(Cow::Owned);
+    }
+    common::form_field(body, "command").filter(|c| !c.is_empty())
 }

@@ -46,6 +46,7 @@ fn verifier(scheme: Scheme, secrets: &[&[u8]]) -> Verifier {
         key_source: None,
         keys,
         tolerance: Duration::from_secs(300),
+        public_url: None,
     })
 }
 
@@ -315,6 +316,7 @@ fn generic_custom_headers_and_event_type() {
         key_source: None,
         keys: vec![SigningKey::new(Scheme::Generic, "k", SECRET).unwrap()],
         tolerance: Duration::from_secs(300),
+        public_url: None,
     });
     let sig = hex::encode(mac(SECRET, &[BODY]));
     let h = headers(&[
@@ -478,6 +480,7 @@ fn metric_labels_lists_every_label_in_order() {
         Rejection::TimestampOutsideTolerance,
         Rejection::MissingDeliveryId,
         Rejection::InvalidDeliveryId,
+        Rejection::MalformedBody("b"),
     ];
     assert_eq!(
         one_of_each.map(|rejection| rejection.metric_label()),

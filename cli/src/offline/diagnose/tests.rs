@@ -112,6 +112,7 @@ fn check(scheme: Scheme, keys: &[&[u8]], headers: &HeaderMap, body: &[u8], now: 
         body,
         now,
         tolerance: TOLERANCE,
+        url: None,
     });
     // Whatever the finding, no secret is ever printed.
     let json = serde_json::to_string(&report).unwrap();
@@ -159,7 +160,7 @@ fn signed(scheme: Scheme, key: &[u8], body: &[u8], timestamp: i64) -> HeaderMap 
         body,
     };
     let mut map = HeaderMap::new();
-    for (name, value) in hookguard_sidecar::sign::headers(scheme, key, &delivery) {
+    for (name, value) in hookguard_sidecar::sign::headers(scheme, key, &delivery).unwrap() {
         map.insert(name, HeaderValue::from_str(&value).unwrap());
     }
     map

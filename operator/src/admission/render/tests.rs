@@ -287,6 +287,19 @@ fn a_secret_ref_mounts_only_its_key_as_current() {
 }
 
 #[test]
+fn a_public_key_mounts_the_operators_secret_whole_like_a_generated_one() {
+    let mut ep = endpoint("grid", true, None);
+    ep.spec.secret = serde_json::from_value(json!({"publicKey": "MFkw"})).unwrap();
+    ep.status.as_mut().unwrap().secret_name = Some("grid-signing".into());
+    let pod_ = pod(json!({ANNOTATION_ENDPOINTS: "grid"}));
+    let selected = select_endpoints(&pod_, "shop", &[&ep]).unwrap();
+    let (_, volumes) = build_sidecar(&selected, &config(), ResourceRequirements::default());
+    let secret = volumes[1].secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("grid-signing"));
+    assert_eq!(secret.items, None, "every key file, public-key among them");
+}
+
+#[test]
 fn long_or_dotted_names_still_make_valid_volume_names() {
     let long = "a".repeat(200);
     for name in ["x.y", long.as_str()] {
