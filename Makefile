@@ -12,10 +12,10 @@ demo: ## local demo: the sidecar (in-memory store) in front of a demo app; no cl
 	demo/run.sh
 
 test: test-deps control-plane ## every test: unit, vectors, real redis-server, real control plane, then `make e2e` (root)
-	@# Tests that run the real operator and CLI binaries build them themselves
+	@# Tests that run the real operator, CLI and sidecar binaries build them themselves
 	@# (tests/src/cargo.rs); built here first, that is a no-op and nothing compiles while the
 	@# tests run.
-	$(CARGO) build -p hookguard-operator -p hookguard-cli --locked
+	$(CARGO) build -p hookguard-operator -p hookguard-cli -p hookguard-sidecar --locked
 	@# --no-fail-fast, and the e2e runs after a failure too: one failure cannot hide another.
 	status=0; \
 	$(CARGO) test --workspace --locked --no-fail-fast || status=$$?; \
@@ -31,10 +31,11 @@ cli: ## install the CLI into $(PREFIX)/bin (default ~/.local/bin) as hookguard, 
 	ln -sf hookguard $(PREFIX)/bin/kubectl-hookguard
 	ln -sf hookguard $(PREFIX)/bin/kubectl_complete-hookguard
 
-test-deps: ## install what the tests run when missing: redis-server, curl, kill (procps); Valkey 8 from bookworm-backports into the cache
+test-deps: ## install what the tests run when missing: redis-server, curl, kill (procps), faketime; Valkey 8 from bookworm-backports into the cache
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v faketime >/dev/null || missing="$$missing faketime"; \
 	[ -x /usr/bin/kill ] || missing="$$missing procps"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (apt-get)"; \

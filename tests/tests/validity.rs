@@ -380,8 +380,9 @@ fn case_endpoint(n: usize, fields: &str) -> WebhookEndpoint {
 /// The field the operator names, as the API server would write its path.
 fn rust_field(error: &ValidateError) -> String {
     match error {
-        ValidateError::Field(invalid) => format!("spec.{}", invalid.field),
-        ValidateError::Secret(invalid) => format!("spec.{}", invalid.field),
+        ValidateError::Field(invalid) | ValidateError::Secret(invalid) => {
+            format!("spec.{}", invalid.field)
+        }
         ValidateError::SecretSource => "spec.secret".to_owned(),
         ValidateError::IdempotencyKey => "spec.idempotencyKey".to_owned(),
         ValidateError::MissingMetadata(what) => format!("metadata.{what}"),
