@@ -237,3 +237,56 @@ pub(super) fn sha256_hex(body: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(body))
 }
+
+/// A signature header of `key=value` elements, Stripe's `t=…,v1=…` and Paddle's `ts=…;h1=…`.
+pub(super) struct Elements {
+    /// Between elements: `,` (Stripe) or `;` (Paddle).
+    pub(super) separator: u8,
+    /// The key of the one timestamp element.
+    pub(super) timestamp: &'static [u8],
+    /// The key of the signature elements (lower-case hex; several while a secret rotates).
+    pub(super) signature: &'static [u8],
+    /// An element that is not `key=value`: skipped (Stripe's libraries) or refused.
+    pub(super) skip_malformed: bool,
+}
+
+impl Elements {
+    /// The raw and parsed timestamp and the decoded signatures of `value`, the header
+    /// `name`'s value. Other keys are ignored: a sender may add versions.
+    pub(super) fn parse<'v>(
+        &self,
+        name: &HeaderName,
+        value: &'v [u8],
+    ) -> Result<(&'v [u8], i64, Candidates), Rejection> {
+        let malformed = |problem| malformed(name, problem);
+        let mut ts_raw: Option<&[u8]> = None;
+        let mut candidates = Candidates::default();
+        for element in value.split(|&b| b == self.separator) {
+            let Some(at) = element.iter().position(|&b| b == b'=') else {
+                if self.skip_malformed {
+                    continue;
+                }
+                return Err(malformed("an element is not `key=value`"));
+            };
+            let (key, val) = (&element[..at], &element[at + 1..]);
+            if key == self.timestamp {
+                if ts_raw.replace(val).is_some() {
+                    return Err(malformed("more than one timestamp element"));
+                }
+            } else if key == self.signature {
+                let presented = decode_lower_hex(val)
+                    .map_err(|()| malformed("a signature element is not lower-case hex"))?;
+                candidates
+                    .push(presented)
+                    .map_err(|()| malformed("too many signatures"))?;
+            }
+        }
+        let ts_raw = ts_raw.ok_or_else(|| malformed("no timestamp element"))?;
+        let ts = parse_unix_seconds(ts_raw)
+            .ok_or_else(|| malformed("the timestamp element is not unix seconds"))?;
+        if candidates.none_seen() {
+            return Err(malformed("no signature element"));
+        }
+        Ok((ts_raw, ts, candidates))
+    }
+}
