@@ -670,6 +670,54 @@ fn verify_valid_exits_0_and_names_the_rotation_key() {
     assert_eq!(exit, 0);
 }
 
+/// One vector of the repository's `vectors/<file>.json` (the senders added later).
+fn repo_vector(file: &str, id: &str) -> Value {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../vectors"))
+        .join(format!("{file}.json"));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    doc["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == id)
+        .unwrap_or_else(|| panic!("no vector {id} in {}", path.display()))
+        .clone()
+}
+
+/// Twilio signs the URL it called: `--url` gives it, query included, and without it the
+/// signature cannot match.
+#[test]
+fn verify_takes_the_url_twilio_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = repo_vector("twilio", "twilio/valid-sms-form");
+    let (headers, body) = vector_files(dir.path(), &v["headers"], &body_of(&v));
+    let secret = write(dir.path(), "token", v["secret"].as_str().unwrap());
+    let now = v["now_unix"].to_string();
+    let url = v["url"].as_str().unwrap();
+    let args = |with_url: bool| {
+        let mut args = vec![
+            "--scheme",
+            "twilio",
+            "--secret-file",
+            &secret,
+            "--headers-file",
+            &headers,
+            "--body-file",
+            &body,
+            "--now",
+            &now,
+        ];
+        if with_url {
+            args.extend(["--url", url]);
+        }
+        args
+    };
+    let (exit, json) = verify_json(&args(true));
+    assert_eq!((exit, &json["valid"]), (0, &Value::Bool(true)), "{json:#}");
+    let (exit, json) = verify_json(&args(false));
+    assert_eq!((exit, &json["valid"]), (1, &Value::Bool(false)), "{json:#}");
+}
+
 #[test]
 fn verify_diagnoses_requests_made_with_sign() {
     let dir = tempfile::tempdir().unwrap();
