@@ -239,6 +239,7 @@ pub(super) fn sha256_hex(body: &[u8]) -> String {
 }
 
 /// A signature header of `key=value` elements, Stripe's `t=…,v1=…` and Paddle's `ts=…;h1=…`.
+/// Built with [`elements!`], which writes each problem with the scheme's own key names.
 pub(super) struct Elements {
     /// Between elements: `,` (Stripe) or `;` (Paddle).
     pub(super) separator: u8,
@@ -248,7 +249,38 @@ pub(super) struct Elements {
     pub(super) signature: &'static [u8],
     /// An element that is not `key=value`: skipped (Stripe's libraries) or refused.
     pub(super) skip_malformed: bool,
+    /// What is said of each problem, naming the keys.
+    pub(super) problems: ElementProblems,
 }
+
+/// The problems of an [`Elements`] header, as the malformed-header rejection says them.
+pub(super) struct ElementProblems {
+    pub(super) repeated_timestamp: &'static str,
+    pub(super) no_timestamp: &'static str,
+    pub(super) bad_timestamp: &'static str,
+    pub(super) bad_signature: &'static str,
+    pub(super) no_signature: &'static str,
+}
+
+/// An [`Elements`] for `separator`, the timestamp key and the signature key.
+macro_rules! elements {
+    ($separator:expr, $timestamp:literal, $signature:literal, skip_malformed: $skip:expr) => {
+        $crate::verify::common::Elements {
+            separator: $separator,
+            timestamp: $timestamp.as_bytes(),
+            signature: $signature.as_bytes(),
+            skip_malformed: $skip,
+            problems: $crate::verify::common::ElementProblems {
+                repeated_timestamp: concat!("more than one `", $timestamp, "` element"),
+                no_timestamp: concat!("no `", $timestamp, "` element"),
+                bad_timestamp: concat!("`", $timestamp, "` is not unix seconds"),
+                bad_signature: concat!("`", $signature, "` is not lower-case hex"),
+                no_signature: concat!("no `", $signature, "` signature"),
+            },
+        }
+    };
+}
+pub(super) use elements;
 
 impl Elements {
     /// The raw and parsed timestamp and the decoded signatures of `value`, the header
@@ -259,6 +291,7 @@ impl Elements {
         value: &'v [u8],
     ) -> Result<(&'v [u8], i64, Candidates), Rejection> {
         let malformed = |problem| malformed(name, problem);
+        let problems = &self.problems;
         let mut ts_raw: Option<&[u8]> = None;
         let mut candidates = Candidates::default();
         for element in value.split(|&b| b == self.separator) {
@@ -271,21 +304,20 @@ impl Elements {
             let (key, val) = (&element[..at], &element[at + 1..]);
             if key == self.timestamp {
                 if ts_raw.replace(val).is_some() {
-                    return Err(malformed("more than one timestamp element"));
+                    return Err(malformed(problems.repeated_timestamp));
                 }
             } else if key == self.signature {
-                let presented = decode_lower_hex(val)
-                    .map_err(|()| malformed("a signature element is not lower-case hex"))?;
+                let presented =
+                    decode_lower_hex(val).map_err(|()| malformed(problems.bad_signature))?;
                 candidates
                     .push(presented)
                     .map_err(|()| malformed("too many signatures"))?;
             }
         }
-        let ts_raw = ts_raw.ok_or_else(|| malformed("no timestamp element"))?;
-        let ts = parse_unix_seconds(ts_raw)
-            .ok_or_else(|| malformed("the timestamp element is not unix seconds"))?;
+        let ts_raw = ts_raw.ok_or_else(|| malformed(problems.no_timestamp))?;
+        let ts = parse_unix_seconds(ts_raw).ok_or_else(|| malformed(problems.bad_timestamp))?;
         if candidates.none_seen() {
-            return Err(malformed("no signature element"));
+            return Err(malformed(problems.no_signature));
         }
         Ok((ts_raw, ts, candidates))
     }

@@ -11,12 +11,7 @@ use super::{Rejection, Verifier};
 
 static SIGNATURE: HeaderName = HeaderName::from_static("paddle-signature");
 
-const ELEMENTS: Elements = Elements {
-    separator: b';',
-    timestamp: b"ts",
-    signature: b"h1",
-    skip_malformed: false,
-};
+const ELEMENTS: Elements = common::elements!(b';', "ts", "h1", skip_malformed: false);
 
 pub(super) fn verify(
     v: &Verifier,

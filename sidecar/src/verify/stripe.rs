@@ -10,12 +10,7 @@ use super::{Rejection, Verifier};
 
 static SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
 
-const ELEMENTS: Elements = Elements {
-    separator: b',',
-    timestamp: b"t",
-    signature: b"v1",
-    skip_malformed: true,
-};
+const ELEMENTS: Elements = common::elements!(b',', "t", "v1", skip_malformed: true);
 
 pub(super) fn verify(
     v: &Verifier,
