@@ -145,7 +145,7 @@ async fn story(cluster: &Cluster, images: &[image::BuiltImage]) -> anyhow::Resul
     happy.tampered("tampered", 40, &mut tally).await?;
     count_at_app(&http, &endpoint, &sent, &mut tally).await?;
     tallies.push(tally);
-    cli_on_pods(cluster, &endpoint).await?;
+    cli_on_pods(cluster, &http, &endpoint).await?;
 
     tallies.push(rotation(cluster, &http, &endpoint).await?);
     tallies.push(operator_failover(cluster, &client, &http, &endpoint).await?);
@@ -173,7 +173,7 @@ async fn story(cluster: &Cluster, images: &[image::BuiltImage]) -> anyhow::Resul
 /// `hookguard` as a user runs it against this cluster: `check` green on the helm install;
 /// `status` and `tail` reaching both app pods' sidecars through real port-forwards (kubelet
 /// streaming into the pods' loopback), after the happy traffic.
-async fn cli_on_pods(cluster: &Cluster, endpoint: &Endpoint) -> anyhow::Result<()> {
+async fn cli_on_pods(cluster: &Cluster, http: &Http, endpoint: &Endpoint) -> anyhow::Result<()> {
     let run = |args: &'static [&'static str]| {
         let kubeconfig = cluster.kubeconfig().to_path_buf();
         tokio::task::spawn_blocking(move || hookguard_tests::cli::run_against(&kubeconfig, args))
@@ -210,6 +210,20 @@ async fn cli_on_pods(cluster: &Cluster, endpoint: &Endpoint) -> anyhow::Result<(
         "every sidecar ready with the current key, reached by port-forward: {sidecars:?}"
     );
 
+    // One delivery straight to each pod's sidecar: the Service may have sent the storm to one
+    // pod (kube-proxy can program a pod that just became ready after the storm began).
+    let key = endpoint.newest_key().await?;
+    for pod in &endpoint.pods {
+        let sender = Sender::new(http, &Endpoint::sidecar_url(pod), &key)?;
+        let (status, seen) = sender
+            .deliver(&format!("cli-{}-{}", pod.name, nonce()))
+            .await?;
+        ensure!(
+            (200..300).contains(&status),
+            "a delivery straight to {}: {seen:?}",
+            pod.name
+        );
+    }
     let tail = run(&["tail", ENDPOINT, "-n", SHOP, "-o", "json"]).await??;
     ensure!(tail.code == 0, "hookguard tail: {tail:?}");
     let records: Vec<Value> = serde_json::from_str(&tail.stdout).context("tail -o json")?;
