@@ -188,12 +188,16 @@ impl Candidates {
 /// no match there, and it is none here (a mismatch, not a malformed header).
 pub(super) fn decode_base64_canonical(value: &[u8]) -> Result<Presented, ()> {
     let presented = decode_base64(value)?;
-    Ok(presented.filter(|bytes| {
-        let mut canonical = [0_u8; 44];
-        base64::engine::general_purpose::STANDARD
-            .encode_slice(bytes, &mut canonical)
-            .is_ok_and(|n| canonical.get(..n) == Some(value))
-    }))
+    Ok(presented.filter(|bytes| is_canonical_base64(bytes, value)))
+}
+
+/// Whether `value` is exactly the padded standard base64 of `bytes` (at most 64 of them: a
+/// MAC or an ed25519 signature).
+pub(super) fn is_canonical_base64(bytes: &[u8], value: &[u8]) -> bool {
+    let mut canonical = [0_u8; 88];
+    base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut canonical)
+        .is_ok_and(|n| canonical.get(..n) == Some(value))
 }
 
 /// Decodes standard base64 (padding optional) into `buf`; `Ok(None)` when it decodes to more
@@ -230,6 +234,27 @@ pub(super) fn form_field<'a>(body: &'a [u8], name: &str) -> Option<std::borrow::
     form_urlencoded::parse(body)
         .find(|(key, _)| key == name)
         .map(|(_, value)| value)
+}
+
+/// The timestamp (raw and parsed) and the signature of a scheme that sends
+/// `<signature>: v0=<lower-case hex>` over `v0:{timestamp}:{body}` with the unix-seconds
+/// timestamp in its own header (Slack, Zoom).
+pub(super) fn v0_signature<'h>(
+    headers: &'h HeaderMap,
+    timestamp: &HeaderName,
+    signature: &HeaderName,
+) -> Result<(&'h [u8], i64, Candidates), Rejection> {
+    let ts_raw = required(headers, timestamp)?;
+    let value = required(headers, signature)?;
+    let ts =
+        parse_unix_seconds(ts_raw).ok_or_else(|| malformed(timestamp, "expected unix seconds"))?;
+    // v0 is the only version either sender defines; anything else cannot be checked.
+    let hex = value
+        .strip_prefix(b"v0=")
+        .ok_or_else(|| malformed(signature, "expected `v0=` prefix"))?;
+    let presented =
+        decode_lower_hex(hex).map_err(|()| malformed(signature, "expected lower-case hex"))?;
+    Ok((ts_raw, ts, Candidates::one(presented)))
 }
 
 /// Lower-case hex of SHA-256 over `body`.

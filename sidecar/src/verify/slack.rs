@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderName};
 
-use super::common::{self, Candidates};
+use super::common;
 use super::{Rejection, Verifier};
 
 pub(super) static TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
@@ -17,18 +17,9 @@ pub(super) fn verify(
     body: &[u8],
     now_unix: i64,
 ) -> Result<(), Rejection> {
-    let ts_raw = common::required(headers, &TIMESTAMP)?;
-    let value = common::required(headers, &SIGNATURE)?;
-    let ts = common::parse_unix_seconds(ts_raw)
-        .ok_or_else(|| common::malformed(&TIMESTAMP, "expected unix seconds"))?;
-    // v0 is the only version Slack defines; anything else cannot be checked.
-    let hex = value
-        .strip_prefix(b"v0=")
-        .ok_or_else(|| common::malformed(&SIGNATURE, "expected `v0=` prefix"))?;
-    let presented = common::decode_lower_hex(hex)
-        .map_err(|()| common::malformed(&SIGNATURE, "expected lower-case hex"))?;
+    let (ts_raw, ts, candidates) = common::v0_signature(headers, &TIMESTAMP, &SIGNATURE)?;
     v.check_timestamp(ts, now_unix)?;
-    v.check_signature(&[b"v0:", ts_raw, b":", body], &Candidates::one(presented))
+    v.check_signature(&[b"v0:", ts_raw, b":", body], &candidates)
 }
 
 /// The event type of a form-encoded Slack payload: a slash command's `command` (such as

@@ -91,14 +91,7 @@ fn decode_ed25519(value: &[u8]) -> Result<Option<Signature>, ()> {
     let Ok(bytes) = <[u8; ed25519_dalek::SIGNATURE_LENGTH]>::try_from(bytes) else {
         return Ok(None);
     };
-    let mut canonical = [0_u8; 88];
-    let canonical_len = base64::Engine::encode_slice(
-        &base64::engine::general_purpose::STANDARD,
-        bytes,
-        &mut canonical,
-    )
-    .map_err(|_| ())?;
-    if canonical.get(..canonical_len) != Some(value) {
+    if !common::is_canonical_base64(&bytes, value) {
         return Ok(None);
     }
     Ok(Some(Signature::from_bytes(&bytes)))

@@ -58,8 +58,9 @@ pub(super) fn verify(
         sorted_params(body)?
     } else {
         // Not a form: the body is covered only through `bodySHA256` in the signed URL.
-        if !body.is_empty() || query_param(query, "bodySHA256").is_some() {
-            let declared = query_param(query, "bodySHA256").ok_or(Rejection::MalformedBody(
+        let declared = query_param(query, "bodySHA256");
+        if !body.is_empty() || declared.is_some() {
+            let declared = declared.ok_or(Rejection::MalformedBody(
                 "a non-form Twilio body is signed through the bodySHA256 query parameter, and the request has none",
             ))?;
             let actual = common::sha256_hex(body);

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hmac::Mac as _;
 use http::{HeaderMap, HeaderName};
 
-use super::common::{self, Candidates};
+use super::common;
 use super::{Delivery, Rejection, Verifier};
 
 static TIMESTAMP: HeaderName = HeaderName::from_static("x-zm-request-timestamp");
@@ -27,22 +27,9 @@ pub(super) fn verify(
     body: &[u8],
     now_unix: i64,
 ) -> Result<(), Rejection> {
-    let (ts_raw, candidates) = parse(headers)?;
-    let ts = common::parse_unix_seconds(ts_raw)
-        .ok_or_else(|| common::malformed(&TIMESTAMP, "expected unix seconds"))?;
+    let (ts_raw, ts, candidates) = common::v0_signature(headers, &TIMESTAMP, &SIGNATURE)?;
     v.check_timestamp(ts, now_unix)?;
     v.check_signature(&[b"v0:", ts_raw, b":", body], &candidates)
-}
-
-fn parse(headers: &HeaderMap) -> Result<(&[u8], Candidates), Rejection> {
-    let ts_raw = common::required(headers, &TIMESTAMP)?;
-    let value = common::required(headers, &SIGNATURE)?;
-    let hex = value
-        .strip_prefix(b"v0=")
-        .ok_or_else(|| common::malformed(&SIGNATURE, "expected `v0=` prefix"))?;
-    let presented = common::decode_lower_hex(hex)
-        .map_err(|()| common::malformed(&SIGNATURE, "expected lower-case hex"))?;
-    Ok((ts_raw, Candidates::one(presented)))
 }
 
 #[derive(serde::Deserialize)]
@@ -71,7 +58,8 @@ pub(super) fn url_validation_answer(v: &Verifier, delivery: &Delivery<'_>) -> Op
     if token.is_empty() || token.len() > MAX_PLAIN_TOKEN {
         return None;
     }
-    let (ts_raw, candidates) = parse(delivery.headers()).ok()?;
+    let (ts_raw, _, candidates) =
+        common::v0_signature(delivery.headers(), &TIMESTAMP, &SIGNATURE).ok()?;
     let key = v.matching_key(&[b"v0:", ts_raw, b":", body], &candidates)?;
     let mut mac = key.hmac_sha256()?;
     mac.update(token.as_bytes());
